@@ -1,0 +1,252 @@
+//! The provider trait: what a backend implements to exclude other processes.
+//!
+//! A provider is the *external tier*. It turns a lock name into something exclusive across
+//! processes and hosts — a lock file, a database lock, a Redis key — and nothing more: waiting
+//! queues, re-entrancy, timeouts, back-off, cancellation and hand-off are written once, in the
+//! [`LockManager`](crate::LockManager), on top of these few methods (in the spirit of
+//! `lock_api`'s `RawMutex`).
+//!
+//! The manager calls a provider only on the slow path:
+//!
+//! * [`Provider::acquire`] when a name is not yet held externally by this process. The manager
+//!   first makes one attempt with a deadline that has already passed; if that fails and the
+//!   caller may wait, it marks interest with [`Provider::request`] and then either waits with
+//!   the remaining budget ([`WaitStrategy::Native`]) or retries with capped, jittered back-off
+//!   ([`WaitStrategy::Poll`]).
+//! * [`ExternalLock::is_requested`] at each turn boundary where a local waiter could take over:
+//!   if another process asked, the external lock is released there instead of handed on.
+//! * [`ExternalLock::release`] (or dropping the handle) when the name goes idle in this process.
+//!
+//! At most one `acquire` per name is in flight in one manager.
+//!
+//! # Cancellation
+//!
+//! Every future a provider returns may be dropped at any `.await`. A dropped `acquire` must leave
+//! nothing held: if the backend may have granted the lock, the provider must make sure it is
+//! released (e.g. by closing the connection the lock lives on).
+//!
+//! # Implementing a provider
+//!
+//! ```
+//! use std::time::Instant;
+//! use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, WaitStrategy};
+//! use tierlock_core::{BoxError, LockName};
+//!
+//! /// Excludes nothing: every acquisition succeeds (an example, not a useful provider).
+//! #[derive(Debug)]
+//! struct Permissive;
+//!
+//! #[derive(Debug)]
+//! struct Held;
+//!
+//! impl ExternalLock for Held {
+//!     fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
+//!         Box::pin(async { Ok(()) })
+//!     }
+//! }
+//!
+//! impl Provider for Permissive {
+//!     fn kind(&self) -> &'static str {
+//!         "permissive"
+//!     }
+//!     fn wait_strategy(&self) -> WaitStrategy {
+//!         WaitStrategy::Native
+//!     }
+//!     fn acquire<'a>(
+//!         &'a self,
+//!         _name: &'a LockName,
+//!         _deadline: Option<Instant>,
+//!     ) -> BoxFuture<'a, Result<Option<Box<dyn ExternalLock>>, BoxError>> {
+//!         Box::pin(async { Ok(Some(Box::new(Held) as Box<dyn ExternalLock>)) })
+//!     }
+//! }
+//!
+//! let locks = tierlock_core::LockManager::new(Permissive);
+//! ```
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::BoxError;
+use crate::name::LockName;
+
+/// A boxed, `Send` future: what provider methods return (the external tier is the slow path).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a provider waits for a lock that is held elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// [`Provider::acquire`] waits until its deadline itself, typically in a queue on the server
+    /// (`sp_getapplock`, `pg_advisory_lock`), which is fair between processes.
+    Native,
+    /// [`Provider::acquire`] makes a single attempt and never waits; the manager retries with
+    /// exponential back-off from `initial`, capped at `max`, with jitter.
+    ///
+    /// After the external lock was handed back to a requesting process, the local queue waits
+    /// about `2 × max` before retrying, so a polling remote waiter gets its turn.
+    Poll {
+        /// The first pause between attempts.
+        initial: Duration,
+        /// The longest pause between attempts.
+        max: Duration,
+    },
+}
+
+/// The external tier: a backend that makes a lock name exclusive across processes.
+///
+/// The trait is object-safe; a [`LockManager`](crate::LockManager) holds its provider as
+/// `Arc<dyn Provider>`. See the [module documentation](self) for the contract.
+pub trait Provider: Any + Send + Sync + fmt::Debug {
+    /// A short name for the backend, used in errors and statistics (`"file"`, `"postgres"`).
+    fn kind(&self) -> &'static str;
+
+    /// Whether [`acquire`](Provider::acquire) waits natively or must be polled.
+    fn wait_strategy(&self) -> WaitStrategy;
+
+    /// Takes the external lock for `name`.
+    ///
+    /// Returns `Ok(Some(lock))` when acquired, `Ok(None)` when the lock is held elsewhere and was
+    /// not obtained in time, and `Err` only for real failures (never for "held elsewhere").
+    ///
+    /// `deadline` is `None` to wait without limit, or the instant to give up at. A deadline
+    /// that has already passed means exactly one attempt without waiting. Providers with
+    /// [`WaitStrategy::Poll`] always make one attempt and may ignore the deadline.
+    fn acquire<'a>(
+        &'a self,
+        name: &'a LockName,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ExternalLock>>, BoxError>>;
+
+    /// Marks this process's interest in `name` while it waits for it, so that the holder sees
+    /// [`ExternalLock::is_requested`] and hands the lock over at its next turn boundary.
+    ///
+    /// The mark lasts until the returned value is dropped. The default returns `None`: right for
+    /// backends where a waiter is already visible to the holder.
+    fn request<'a>(
+        &'a self,
+        name: &'a LockName,
+    ) -> BoxFuture<'a, Result<Option<RequestMark>, BoxError>> {
+        let _ = name;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// An external lock held by this process: the handle a [`Provider`] returns.
+///
+/// Dropping the handle must release the lock without blocking for long (closing a file handle or
+/// a database session), so a guard dropped after its runtime is gone still frees the lock.
+pub trait ExternalLock: Send + Sync + 'static {
+    /// Releases the lock, reporting backend errors.
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>>;
+
+    /// True if dropping the handle releases the lock at once with no more than a quick system
+    /// call (memory, file). The manager then releases inline instead of spawning a task.
+    fn drop_releases(&self) -> bool {
+        false
+    }
+
+    /// Whether another process has asked for this lock (see [`Provider::request`]).
+    ///
+    /// Called at turn boundaries with the name's entry locked: it must be cheap and must not
+    /// block. A backend that needs I/O to find out keeps the answer up to date in the background.
+    fn is_requested(&self) -> bool {
+        false
+    }
+
+    /// A signal that fires if the backend reports the lock lost (broken connection, expired
+    /// lease), or `None` if this backend cannot tell.
+    fn lost_signal(&self) -> Option<LostSignal> {
+        None
+    }
+
+    /// A number that strictly increases each time this name is acquired externally, for
+    /// backends that can make one (see "fencing tokens"), else `None`.
+    fn fencing_token(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl fmt::Debug for dyn ExternalLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalLock")
+            .field("fencing_token", &self.fencing_token())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A mark of interest in a lock name, held while a process waits (see [`Provider::request`]).
+/// Dropping it withdraws the request.
+pub struct RequestMark(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl RequestMark {
+    /// Wraps whatever keeps the mark alive (a lock on a request file, a database session…);
+    /// dropping it must withdraw the mark.
+    pub fn new(keep_alive: impl Send + Sync + 'static) -> Self {
+        RequestMark(Box::new(keep_alive))
+    }
+}
+
+impl fmt::Debug for RequestMark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestMark")
+    }
+}
+
+/// A one-way flag that a provider raises when an external lock it handed out is lost.
+///
+/// Cloning shares the flag. The manager checks it at turn boundaries (a lost lock is not handed
+/// to the next local owner) and [`LockGuard::lost`](crate::LockGuard::lost) lets the code that
+/// holds the lock react to it.
+#[derive(Clone, Default)]
+pub struct LostSignal(Arc<LostInner>);
+
+#[derive(Default)]
+struct LostInner {
+    lost: AtomicBool,
+    notify: Notify,
+}
+
+impl LostSignal {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the lock lost and wakes everyone waiting in [`LostSignal::wait`].
+    pub fn trigger(&self) {
+        self.0.lost.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether the lock was lost.
+    pub fn is_lost(&self) -> bool {
+        self.0.lost.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the lock is lost (at once if it already was).
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_lost() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl fmt::Debug for LostSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LostSignal")
+            .field("lost", &self.is_lost())
+            .finish()
+    }
+}

@@ -1,0 +1,2 @@
+//! Test kit for tierlock providers.
+#![deny(missing_docs)]

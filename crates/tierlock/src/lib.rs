@@ -1,0 +1,3 @@
+//! tierlock facade.
+#![deny(missing_docs)]
+pub use tierlock_core::*;
