@@ -1,0 +1,356 @@
+//! Connections and the small pool of idle ones.
+//!
+//! A [`Conn`] is one PostgreSQL session: a `tokio_postgres::Client`, the task that drives its
+//! socket, and the statements this crate prepares on it. Dropping a `Conn` *aborts* that task,
+//! which closes the socket at once; the server then ends the session and frees every advisory
+//! lock it held. That is the safety net for cancellation: a `Conn` that was in the middle of a
+//! command when its future was dropped is simply dropped, never reused. Only a connection that is
+//! known to be clean — no lock held, no command in flight — goes back to the [`Pool`] with
+//! [`Pool::put`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio_postgres::types::{FromSqlOwned, ToSql, Type};
+use tokio_postgres::{CancelToken, Client, Config, NoTls, Statement};
+
+use crate::error::PostgresError;
+
+/// How connections are made: TLS or not.
+#[derive(Clone)]
+pub(crate) enum Connector {
+    /// Plain TCP (or a Unix socket); `sslmode=require` then fails to connect.
+    Plain,
+    /// TLS through rustls.
+    #[cfg(feature = "rustls")]
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+/// The statements every connection prepares once, so that each lock command is one round trip.
+pub(crate) struct Statements {
+    pub try_lock: Statement,
+    pub lock: Statement,
+    pub unlock: Statement,
+    pub try_lock_shared: Statement,
+    pub unlock_shared: Statement,
+    pub set_lock_timeout: Statement,
+    /// Whether this session holds the exclusive lock `(classid, objid)`.
+    pub granted: Statement,
+    /// Whether another session of this database holds a shared lock on `(classid, objid)`.
+    pub requested: Statement,
+}
+
+const GRANTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+     AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 1 \
+     AND mode = 'ExclusiveLock' AND granted)";
+
+const REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND classid = $1 AND objid = $2 AND objsubid = 1 AND mode = 'ShareLock' AND granted \
+     AND pid <> pg_backend_pid())";
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        let key = &[Type::INT8][..];
+        let split = &[Type::OID, Type::OID][..];
+        let (try_lock, lock, unlock, try_lock_shared, unlock_shared) = tokio::try_join!(
+            client.prepare_typed("SELECT pg_try_advisory_lock($1)", key),
+            client.prepare_typed("SELECT pg_advisory_lock($1)", key),
+            client.prepare_typed("SELECT pg_advisory_unlock($1)", key),
+            client.prepare_typed("SELECT pg_try_advisory_lock_shared($1)", key),
+            client.prepare_typed("SELECT pg_advisory_unlock_shared($1)", key),
+        )?;
+        let (set_lock_timeout, granted, requested) = tokio::try_join!(
+            client.prepare_typed(
+                "SELECT set_config('lock_timeout', $1, false)",
+                &[Type::TEXT]
+            ),
+            client.prepare_typed(GRANTED, split),
+            client.prepare_typed(REQUESTED, split),
+        )?;
+        Ok(Statements {
+            try_lock,
+            lock,
+            unlock,
+            try_lock_shared,
+            unlock_shared,
+            set_lock_timeout,
+            granted,
+            requested,
+        })
+    }
+}
+
+/// Whether a connection's socket task has ended (the server closed the session, the network
+/// failed): set once, observed by the lost-lock monitor and by the pool.
+#[derive(Default)]
+pub(crate) struct ConnState {
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl ConnState {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection has closed.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// One PostgreSQL session. Dropping it closes the socket (see the module documentation).
+pub(crate) struct Conn {
+    pub client: Client,
+    pub stmts: Statements,
+    pub state: Arc<ConnState>,
+    /// True if this connection came from the pool (it may have gone stale while idle).
+    pub reused: bool,
+    task: AbortHandle,
+    /// False once the connection may be closed politely (it holds nothing).
+    abort_on_drop: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.abort_on_drop {
+            self.task.abort();
+        }
+    }
+}
+
+impl Conn {
+    /// Opens and prepares a new session, within `limit`.
+    pub(crate) async fn open(
+        config: &Config,
+        connector: &Connector,
+        limit: Duration,
+    ) -> Result<Conn, PostgresError> {
+        let open = async {
+            let connect_err = |source| PostgresError::Connect { source };
+            let (client, task, state) = match connector {
+                Connector::Plain => {
+                    let (client, connection) = config.connect(NoTls).await.map_err(connect_err)?;
+                    let (task, state) = drive(connection);
+                    (client, task, state)
+                }
+                #[cfg(feature = "rustls")]
+                Connector::Rustls(tls) => {
+                    let (client, connection) =
+                        config.connect(tls.clone()).await.map_err(connect_err)?;
+                    let (task, state) = drive(connection);
+                    (client, task, state)
+                }
+            };
+            // From here on, a failure drops the client and aborts its task.
+            let task = AbortOnDrop {
+                handle: task,
+                armed: true,
+            };
+            let (stmts, ()) = tokio::try_join!(
+                Statements::prepare(&client),
+                // The only long command is pg_advisory_lock, bounded by its own lock_timeout.
+                client.batch_execute("SET statement_timeout = 0"),
+            )
+            .map_err(connect_err)?;
+            Ok(Conn {
+                client,
+                stmts,
+                state,
+                reused: false,
+                task: task.disarm(),
+                abort_on_drop: true,
+            })
+        };
+        tokio::time::timeout(limit, open)
+            .await
+            .map_err(|_| PostgresError::ConnectTimeout { after: limit })?
+    }
+
+    /// Runs a prepared one-row, one-column command and returns the value.
+    pub(crate) async fn one<T: FromSqlOwned>(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<T, tokio_postgres::Error> {
+        self.client.query_one(statement, params).await?.try_get(0)
+    }
+
+    /// [`one`](Self::one) with a single `bigint` key parameter.
+    pub(crate) async fn with_key<T: FromSqlOwned>(
+        &self,
+        statement: &Statement,
+        key: i64,
+    ) -> Result<T, tokio_postgres::Error> {
+        self.one(statement, &[&key]).await
+    }
+
+    /// [`one`](Self::one) with a key split into `pg_locks`' `(classid, objid)`.
+    pub(crate) async fn with_split<T: FromSqlOwned>(
+        &self,
+        statement: &Statement,
+        (classid, objid): (u32, u32),
+    ) -> Result<T, tokio_postgres::Error> {
+        self.one(statement, &[&classid, &objid]).await
+    }
+
+    /// A guard that, if dropped armed, asks the server to cancel the command this session is
+    /// running (a backend blocked in `pg_advisory_lock` does not notice a closed socket).
+    pub(crate) fn cancel_on_drop(&self, connector: &Connector) -> CancelOnDrop {
+        CancelOnDrop(Some((self.client.cancel_token(), connector.clone())))
+    }
+}
+
+/// Spawns the task that drives a connection's socket; the state flips to closed when it ends.
+fn drive<F>(connection: F) -> (AbortHandle, Arc<ConnState>)
+where
+    F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    let state = Arc::new(ConnState::default());
+    let observed = Arc::clone(&state);
+    let task = tokio::spawn(async move {
+        // The error itself reaches the next command on this client; here only the end counts.
+        let _ = connection.await;
+        observed.close();
+    });
+    (task.abort_handle(), state)
+}
+
+/// Aborts a connection task unless disarmed (used while a connection is being set up).
+struct AbortOnDrop {
+    handle: AbortHandle,
+    armed: bool,
+}
+
+impl AbortOnDrop {
+    fn disarm(mut self) -> AbortHandle {
+        self.armed = false;
+        self.handle.clone()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.handle.abort();
+        }
+    }
+}
+
+/// See [`Conn::cancel_on_drop`].
+pub(crate) struct CancelOnDrop(Option<(CancelToken, Connector)>);
+
+impl CancelOnDrop {
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((token, connector)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // No runtime: the closed socket ends the session once the wait is over.
+        };
+        runtime.spawn(async move {
+            // Best effort: if it fails, the session still ends when its wait is over.
+            let _ = match connector {
+                Connector::Plain => token.cancel_query(NoTls).await,
+                #[cfg(feature = "rustls")]
+                Connector::Rustls(tls) => token.cancel_query(tls).await,
+            };
+        });
+    }
+}
+
+/// A bounded stack of idle, clean connections.
+pub(crate) struct Pool {
+    config: Config,
+    connector: Connector,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        config: Config,
+        connector: Connector,
+        connect_timeout: Duration,
+        max_idle: usize,
+    ) -> Pool {
+        Pool {
+            config,
+            connector,
+            connect_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::with_capacity(max_idle)),
+        }
+    }
+
+    /// The limit for opening a connection and for short commands.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    pub(crate) fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// An idle connection if there is one that is still open, else a new one.
+    pub(crate) async fn get(&self) -> Result<Conn, PostgresError> {
+        loop {
+            let Some(conn) = self.idle.lock().pop() else {
+                break;
+            };
+            if !conn.state.is_closed() {
+                return Ok(conn);
+            }
+        }
+        self.open().await
+    }
+
+    /// A new connection, bypassing the idle ones.
+    pub(crate) async fn open(&self) -> Result<Conn, PostgresError> {
+        Conn::open(&self.config, &self.connector, self.connect_timeout).await
+    }
+
+    /// Returns a clean connection (no lock held, no command in flight) for reuse; closes it
+    /// instead if the pool is full.
+    pub(crate) fn put(&self, mut conn: Conn) {
+        if conn.state.is_closed() {
+            return;
+        }
+        conn.reused = true;
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        } else {
+            drop(idle);
+            conn.abort_on_drop = false; // Clean: let the driver say goodbye to the server.
+        }
+    }
+
+    /// Number of idle connections.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.lock().len()
+    }
+}

@@ -1,0 +1,379 @@
+//! [`PostgresProvider`]: acquisition with `pg_try_advisory_lock` / `pg_advisory_lock`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, RequestMark, WaitStrategy};
+use tierlock_core::{BoxError, LockName};
+use tokio_postgres::error::SqlState;
+
+use crate::config::{Builder, Settings};
+use crate::conn::{Conn, Pool};
+use crate::error::PostgresError;
+use crate::key::{lock_key, request_key, split};
+use crate::lock::{PgLock, Requester};
+
+/// Locks across processes and hosts with PostgreSQL session advisory locks.
+///
+/// Cloning is cheap and shares the connection pool; [`LockManager`](tierlock_core::LockManager)s
+/// built on one provider exclude each other like separate processes would. See the
+/// [crate documentation](crate) for how it works and how it fails.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tierlock_core::LockManager;
+/// use tierlock_postgres::PostgresProvider;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let provider = PostgresProvider::connect("postgres://app@db.internal/app").await?;
+/// let locks = LockManager::new(provider);
+/// let guard = locks.lock("tenant:42:migrate", Duration::from_secs(60)).await?;
+/// // ... only one process in the fleet runs this at a time ...
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresProvider {
+    pool: Arc<Pool>,
+    settings: Arc<Settings>,
+}
+
+/// How long an acquisition may wait on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// One attempt: `pg_try_advisory_lock`.
+    Try,
+    /// `pg_advisory_lock` under `lock_timeout`.
+    Wait(Duration),
+    /// `pg_advisory_lock` without a timeout.
+    Forever,
+}
+
+impl Budget {
+    pub(crate) fn from_deadline(deadline: Option<Instant>, now: Instant) -> Budget {
+        match deadline {
+            None => Budget::Forever,
+            Some(deadline) => match deadline.saturating_duration_since(now) {
+                left if left.is_zero() => Budget::Try,
+                left => Budget::Wait(left),
+            },
+        }
+    }
+
+    /// The `lock_timeout` setting for the wait: whole milliseconds rounded up (never 0, which
+    /// would mean "no limit"), capped at PostgreSQL's maximum; `0` waits forever.
+    pub(crate) fn lock_timeout(self) -> String {
+        let ms = match self {
+            Budget::Try | Budget::Forever => 0,
+            Budget::Wait(left) => left
+                .as_nanos()
+                .div_ceil(1_000_000)
+                .clamp(1, i32::MAX as u128),
+        };
+        format!("{ms}ms")
+    }
+}
+
+impl PostgresProvider {
+    /// Starts configuring a provider for the server at `url`: a `postgres://` URL or a
+    /// `key=value` connection string as understood by `tokio-postgres` (host, port, user,
+    /// password, dbname, sslmode, connect_timeout, keepalives, …).
+    ///
+    /// ```
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let provider = PostgresProvider::builder("host=127.0.0.1 user=app dbname=app")
+    ///     .namespace("tests")
+    ///     .build()?; // no connection is opened until the first lock
+    /// assert_eq!(provider.namespace(), "tests");
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder::new(url)
+    }
+
+    /// A provider with default settings for the server at `url`, after checking that a
+    /// connection can be opened (see [`Builder::connect`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::connect`].
+    pub async fn connect(url: impl Into<String>) -> Result<PostgresProvider, PostgresError> {
+        Builder::new(url).connect().await
+    }
+
+    pub(crate) fn from_parts(pool: Arc<Pool>, settings: Arc<Settings>) -> PostgresProvider {
+        PostgresProvider { pool, settings }
+    }
+
+    /// The namespace lock names live in (see [`Builder::namespace`]).
+    pub fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
+    /// The advisory lock key of `name` in this provider's namespace, e.g. to find its holder
+    /// in `pg_locks`.
+    ///
+    /// ```
+    /// use tierlock_postgres::{PostgresProvider, lock_key};
+    ///
+    /// let provider = PostgresProvider::builder("postgres://localhost/app").build()?;
+    /// assert_eq!(provider.lock_key("job:nightly"), lock_key("", "job:nightly"));
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
+    pub fn lock_key(&self, name: &str) -> i64 {
+        lock_key(&self.settings.namespace, name)
+    }
+
+    /// The key on which waiters for `name` hold a shared lock (see
+    /// [`request_key`](crate::request_key)).
+    pub fn request_key(&self, name: &str) -> i64 {
+        request_key(&self.settings.namespace, name)
+    }
+
+    /// Number of idle connections kept for reuse right now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    pub(crate) async fn warm_up(&self) -> Result<(), PostgresError> {
+        let conn = self.pool.open().await?;
+        self.pool.put(conn);
+        Ok(())
+    }
+
+    async fn acquire_lock(
+        &self,
+        name: &LockName,
+        deadline: Option<Instant>,
+    ) -> Result<Option<PgLock>, PostgresError> {
+        let key = self.lock_key(name.as_str());
+        let conn = self.pool.get().await?;
+        let reused = conn.reused;
+        let granted = match self.lock_on(conn, name.as_str(), key, deadline).await {
+            // An idle connection went stale; the command never ran. Once more on a fresh one.
+            Err(err) if reused && err.is_closed() => {
+                let conn = self.pool.open().await?;
+                self.lock_on(conn, name.as_str(), key, deadline).await?
+            }
+            other => other?,
+        };
+        Ok(granted.map(|conn| {
+            let request_key = self.request_key(name.as_str());
+            PgLock::new(
+                conn,
+                Arc::clone(&self.pool),
+                &self.settings,
+                name,
+                key,
+                request_key,
+            )
+        }))
+    }
+
+    /// Takes `key` on `conn`'s session. Returns the connection if granted; otherwise it goes
+    /// back to the pool. On error or cancellation the connection is dropped, which closes it.
+    async fn lock_on(
+        &self,
+        conn: Conn,
+        name: &str,
+        key: i64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Conn>, PostgresError> {
+        let budget = Budget::from_deadline(deadline, Instant::now());
+        let limit = Some(self.settings.command_timeout);
+        let granted = if budget == Budget::Try {
+            let stmt = &conn.stmts.try_lock;
+            run(
+                name,
+                "pg_try_advisory_lock",
+                limit,
+                conn.with_key::<bool>(stmt, key),
+            )
+            .await?
+        } else {
+            let timeout = budget.lock_timeout();
+            let stmt = &conn.stmts.set_lock_timeout;
+            run(
+                name,
+                "SET lock_timeout",
+                limit,
+                conn.one::<String>(stmt, &[&timeout]),
+            )
+            .await?;
+            // If this future is dropped during the wait, the guard asks the server to cancel
+            // it and the dropped connection closes the session: nothing stays held.
+            let cancel = conn.cancel_on_drop(self.pool.connector());
+            let bound = match budget {
+                Budget::Wait(left) => Some(left + self.settings.command_timeout),
+                Budget::Try | Budget::Forever => None,
+            };
+            let granted = match bounded(bound, conn.client.execute(&conn.stmts.lock, &[&key])).await
+            {
+                Some(Ok(_)) => true,
+                Some(Err(err)) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    cancel.disarm();
+                    // lock_timeout fired, but the lock may have been granted at that very
+                    // moment (the timeout and the grant race on the server): ask.
+                    let check = conn.with_split::<bool>(&conn.stmts.granted, split(key));
+                    run(name, "checking pg_locks", limit, check).await?
+                }
+                Some(Err(err)) => {
+                    cancel.disarm();
+                    return Err(PostgresError::query(name, "pg_advisory_lock")(err));
+                }
+                None => {
+                    let after = bound.unwrap_or_default();
+                    return Err(PostgresError::timeout(name, "pg_advisory_lock", after));
+                }
+            };
+            let stmt = &conn.stmts.set_lock_timeout;
+            run(
+                name,
+                "SET lock_timeout",
+                limit,
+                conn.one::<String>(stmt, &[&"0"]),
+            )
+            .await?;
+            granted
+        };
+        if granted {
+            return Ok(Some(conn));
+        }
+        self.pool.put(conn);
+        Ok(None)
+    }
+
+    async fn request_mark(&self, name: &LockName) -> Result<Option<RequestMark>, PostgresError> {
+        let key = self.request_key(name.as_str());
+        let conn = self.pool.get().await?;
+        let reused = conn.reused;
+        let marked = match self.mark_on(conn, name.as_str(), key).await {
+            Err(err) if reused && err.is_closed() => {
+                let conn = self.pool.open().await?;
+                self.mark_on(conn, name.as_str(), key).await?
+            }
+            other => other?,
+        };
+        Ok(marked.map(|conn| RequestMark::new(Requester::new(conn, Arc::clone(&self.pool), key))))
+    }
+
+    /// Takes the shared request lock on `conn`'s session; returns the connection if granted.
+    async fn mark_on(
+        &self,
+        conn: Conn,
+        name: &str,
+        key: i64,
+    ) -> Result<Option<Conn>, PostgresError> {
+        let limit = Some(self.settings.command_timeout);
+        let stmt = &conn.stmts.try_lock_shared;
+        let operation = "pg_try_advisory_lock_shared";
+        if run(name, operation, limit, conn.with_key::<bool>(stmt, key)).await? {
+            return Ok(Some(conn));
+        }
+        // Only an exclusive lock on the request key blocks it: another application's key.
+        self.pool.put(conn);
+        Ok(None)
+    }
+}
+
+/// Runs a command within `limit`, mapping its errors.
+async fn run<T>(
+    name: &str,
+    operation: &'static str,
+    limit: Option<Duration>,
+    command: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, PostgresError> {
+    match bounded(limit, command).await {
+        Some(result) => result.map_err(PostgresError::query(name, operation)),
+        None => Err(PostgresError::timeout(
+            name,
+            operation,
+            limit.unwrap_or_default(),
+        )),
+    }
+}
+
+/// `future`'s output, or `None` if `limit` passed first.
+async fn bounded<T>(limit: Option<Duration>, future: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+impl Provider for PostgresProvider {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn wait_strategy(&self) -> WaitStrategy {
+        WaitStrategy::Native
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        name: &'a LockName,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ExternalLock>>, BoxError>> {
+        Box::pin(async move {
+            let lock = self.acquire_lock(name, deadline).await?;
+            Ok(lock.map(|lock| Box::new(lock) as Box<dyn ExternalLock>))
+        })
+    }
+
+    fn request<'a>(
+        &'a self,
+        name: &'a LockName,
+    ) -> BoxFuture<'a, Result<Option<RequestMark>, BoxError>> {
+        Box::pin(async move { Ok(self.request_mark(name).await?) })
+    }
+}
+
+impl fmt::Debug for PostgresProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection settings may contain a password: leave them out.
+        f.debug_struct("PostgresProvider")
+            .field("namespace", &self.settings.namespace)
+            .field("idle_connections", &self.idle_connections())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_from_deadline() {
+        let now = Instant::now();
+        assert_eq!(Budget::from_deadline(None, now), Budget::Forever);
+        assert_eq!(Budget::from_deadline(Some(now), now), Budget::Try);
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(Budget::from_deadline(Some(past), now), Budget::Try);
+        let later = now + Duration::from_millis(1500);
+        assert_eq!(
+            Budget::from_deadline(Some(later), now),
+            Budget::Wait(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn lock_timeout_rounds_up_and_never_means_forever_by_accident() {
+        assert_eq!(Budget::Wait(Duration::from_micros(1)).lock_timeout(), "1ms");
+        assert_eq!(
+            Budget::Wait(Duration::from_micros(1500)).lock_timeout(),
+            "2ms"
+        );
+        assert_eq!(
+            Budget::Wait(Duration::from_millis(250)).lock_timeout(),
+            "250ms"
+        );
+        assert_eq!(Budget::Wait(Duration::MAX).lock_timeout(), "2147483647ms");
+        assert_eq!(Budget::Forever.lock_timeout(), "0ms");
+    }
+}

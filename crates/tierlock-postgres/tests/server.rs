@@ -1,0 +1,219 @@
+//! The provider against a real server (`TIERLOCK_PG_URL`, see `scripts/pg-start`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{admin, eventually, fresh_namespace, holders, server_url};
+use tierlock_core::{LockManager, LockName, Provider};
+use tierlock_postgres::{PostgresError, PostgresProvider};
+
+const URL: &str = "TIERLOCK_PG_URL";
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn provider(url: &str, namespace: &str) -> PostgresProvider {
+    PostgresProvider::builder(url)
+        .namespace(namespace)
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn name(s: &str) -> LockName {
+    LockName::new(s).unwrap()
+}
+
+fn now() -> Option<Instant> {
+    Some(Instant::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_computes_the_same_keys() {
+    let Some(url) = server_url(URL) else { return };
+    let admin = admin(&url).await;
+    for (namespace, name) in [("", "job:nightly"), ("a:b", "c"), ("ns", "ünïcødé 🔒")] {
+        let key: i64 = admin
+            .query_one(
+                "SELECT ('x' || left(encode(sha256(convert_to(format('tierlock:lock:%s:%s:%s', \
+                 octet_length($1::text), $1::text, $2::text), 'UTF8')), 'hex'), 16))::bit(64)::bigint",
+                &[&namespace, &name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(key, tierlock_postgres::lock_key(namespace, name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_is_an_exclusive_advisory_lock_on_its_key() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("pg_locks");
+    let (a, b) = (provider(&url, &ns).await, provider(&url, &ns).await);
+    let admin = admin(&url).await;
+    let lock = name("invoice:9");
+    let key = a.lock_key("invoice:9");
+
+    let held = a.acquire(&lock, now()).await.unwrap().expect("free lock");
+    let seen = holders(&admin, key).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!((seen[0].1.as_str(), seen[0].2), ("ExclusiveLock", true));
+    assert!(b.acquire(&lock, now()).await.unwrap().is_none());
+
+    held.release().await.unwrap();
+    assert!(holders(&admin, key).await.is_empty());
+    let again = b.acquire(&lock, now()).await.unwrap().expect("released");
+    again.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_up_to_max_idle() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("pool");
+    let p = PostgresProvider::builder(&url)
+        .namespace(&ns)
+        .max_idle(2)
+        .build()
+        .unwrap();
+    assert_eq!(p.idle_connections(), 0);
+    let (x, y, z) = (name("x"), name("y"), name("z"));
+    let held = [
+        p.acquire(&x, now()).await.unwrap().unwrap(),
+        p.acquire(&y, now()).await.unwrap().unwrap(),
+        p.acquire(&z, now()).await.unwrap().unwrap(),
+    ];
+    assert_eq!(
+        p.idle_connections(),
+        0,
+        "each held lock owns its connection"
+    );
+    for lock in held {
+        lock.release().await.unwrap();
+    }
+    assert_eq!(p.idle_connections(), 2);
+    // Sequential cycles keep reusing the same idle connections.
+    for _ in 0..20 {
+        let lock = p.acquire(&x, now()).await.unwrap().unwrap();
+        assert_eq!(p.idle_connections(), 1);
+        lock.release().await.unwrap();
+    }
+    assert_eq!(p.idle_connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_are_independent() {
+    let Some(url) = server_url(URL) else { return };
+    let a = provider(&url, &fresh_namespace("ns-a")).await;
+    let b = provider(&url, &fresh_namespace("ns-b")).await;
+    let lock = name("shared-name");
+    let held_a = a.acquire(&lock, now()).await.unwrap().expect("free in a");
+    let held_b = b.acquire(&lock, now()).await.unwrap().expect("free in b");
+    held_a.release().await.unwrap();
+    held_b.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_acquire_is_granted_when_the_holder_releases() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("wait");
+    let (a, b) = (
+        provider(&url, &ns).await,
+        Arc::new(provider(&url, &ns).await),
+    );
+    let admin = admin(&url).await;
+    let lock = name("queue");
+    let key = a.lock_key("queue");
+    // Without a deadline (no lock_timeout) and with one (lock_timeout = the budget).
+    for deadline in [None, Some(Instant::now() + 3 * BOUND)] {
+        let held = a.acquire(&lock, now()).await.unwrap().expect("free");
+        let waiter = tokio::spawn({
+            let (b, lock) = (Arc::clone(&b), lock.clone());
+            async move { b.acquire(&lock, deadline).await }
+        });
+        eventually(BOUND, "waiter queued on the server", || async {
+            holders(&admin, key).await.iter().any(|h| !h.2)
+        })
+        .await;
+        assert!(!waiter.is_finished());
+        held.release().await.unwrap();
+        let granted = tokio::time::timeout(BOUND, waiter).await.unwrap().unwrap();
+        let granted = granted.unwrap().expect("granted after release");
+        let seen = holders(&admin, key).await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        granted.release().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_marks_its_request_and_the_holder_sees_it() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("request");
+    let (a, b) = (provider(&url, &ns).await, provider(&url, &ns).await);
+    let admin = admin(&url).await;
+    let lock = name("handoff");
+    let held = a.acquire(&lock, now()).await.unwrap().unwrap();
+    assert!(!held.is_requested());
+
+    let mark = b.request(&lock).await.unwrap().expect("request mark");
+    let seen = holders(&admin, a.request_key("handoff")).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!((seen[0].1.as_str(), seen[0].2), ("ShareLock", true));
+    eventually(BOUND, "holder sees the request", || async {
+        held.is_requested()
+    })
+    .await;
+
+    drop(mark);
+    eventually(BOUND, "request withdrawn", || async {
+        !held.is_requested()
+    })
+    .await;
+    assert!(holders(&admin, a.request_key("handoff")).await.is_empty());
+    held.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_hand_over_between_processes() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("managers");
+    let a = LockManager::new(provider(&url, &ns).await);
+    let b = LockManager::new(provider(&url, &ns).await);
+    let guard = a.lock("report", BOUND).await.unwrap();
+    assert!(b.try_lock("report").await.unwrap().is_none());
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move { b.lock("report", 3 * BOUND).await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished());
+    guard.release().await.unwrap();
+    tokio::time::timeout(BOUND, waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_a_connect_error() {
+    let Some(url) = server_url(URL) else { return };
+    // The test server's port, on an address nothing listens on in the loopback range.
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let bad = format!(
+        "postgres://tierlock@127.0.0.1:{}/tierlock",
+        port.wrapping_add(1)
+    );
+    let err = PostgresProvider::connect(bad).await.unwrap_err();
+    assert!(matches!(err, PostgresError::Connect { .. }), "{err:?}");
+
+    let lazy = PostgresProvider::builder(format!("{url}?user=no_such_role"))
+        .build()
+        .unwrap();
+    let err = lazy.acquire(&name("x"), now()).await.unwrap_err();
+    let err = err
+        .downcast_ref::<PostgresError>()
+        .expect("a PostgresError");
+    assert!(matches!(err, PostgresError::Connect { .. }), "{err:?}");
+}
