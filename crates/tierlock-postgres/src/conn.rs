@@ -210,6 +210,16 @@ impl Conn {
         self.one(statement, &[&classid, &objid]).await
     }
 
+    /// Sets this session's `lock_timeout` (`"250ms"`, `"0"` for none).
+    pub(crate) async fn set_lock_timeout(
+        &self,
+        value: String,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.one::<String>(&self.stmts.set_lock_timeout, &[&value])
+            .await
+            .map(drop)
+    }
+
     /// A guard that, if dropped armed, asks the server to cancel the command this session is
     /// running (a backend blocked in `pg_advisory_lock` does not notice a closed socket).
     pub(crate) fn cancel_on_drop(&self, connector: &Connector) -> CancelOnDrop {

@@ -184,68 +184,63 @@ impl PostgresProvider {
         key: i64,
         deadline: Option<Instant>,
     ) -> Result<Option<Conn>, PostgresError> {
-        let budget = Budget::from_deadline(deadline, Instant::now());
         let limit = Some(self.settings.command_timeout);
-        let granted = if budget == Budget::Try {
-            let stmt = &conn.stmts.try_lock;
-            run(
-                name,
-                "pg_try_advisory_lock",
-                limit,
-                conn.with_key::<bool>(stmt, key),
-            )
-            .await?
-        } else {
-            let timeout = budget.lock_timeout();
-            let stmt = &conn.stmts.set_lock_timeout;
-            run(
-                name,
-                "SET lock_timeout",
-                limit,
-                conn.one::<String>(stmt, &[&timeout]),
-            )
-            .await?;
-            // If this future is dropped during the wait, the guard asks the server to cancel
-            // it and the dropped connection closes the session: nothing stays held.
-            let cancel = conn.cancel_on_drop(self.pool.connector());
-            let bound = match budget {
-                Budget::Wait(left) => Some(left + self.settings.command_timeout),
-                Budget::Try | Budget::Forever => None,
-            };
-            let granted = match bounded(bound, conn.client.execute(&conn.stmts.lock, &[&key])).await
-            {
-                Some(Ok(_)) => true,
-                Some(Err(err)) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                    cancel.disarm();
-                    // lock_timeout fired, but the lock may have been granted at that very
-                    // moment (the timeout and the grant race on the server): ask.
-                    let check = conn.with_split::<bool>(&conn.stmts.granted, split(key));
-                    run(name, "checking pg_locks", limit, check).await?
-                }
-                Some(Err(err)) => {
-                    cancel.disarm();
-                    return Err(PostgresError::query(name, "pg_advisory_lock")(err));
-                }
-                None => {
-                    let after = bound.unwrap_or_default();
-                    return Err(PostgresError::timeout(name, "pg_advisory_lock", after));
-                }
-            };
-            let stmt = &conn.stmts.set_lock_timeout;
-            run(
-                name,
-                "SET lock_timeout",
-                limit,
-                conn.one::<String>(stmt, &[&"0"]),
-            )
-            .await?;
-            granted
+        let granted = match Budget::from_deadline(deadline, Instant::now()) {
+            Budget::Try => {
+                let try_lock = conn.with_key::<bool>(&conn.stmts.try_lock, key);
+                run(name, "pg_try_advisory_lock", limit, try_lock).await?
+            }
+            budget => self.wait_on(&conn, name, key, budget).await?,
         };
         if granted {
             return Ok(Some(conn));
         }
         self.pool.put(conn);
         Ok(None)
+    }
+
+    /// `pg_advisory_lock` under `lock_timeout`, with the 55P03 re-check; leaves the session's
+    /// `lock_timeout` at 0 unless it fails.
+    async fn wait_on(
+        &self,
+        conn: &Conn,
+        name: &str,
+        key: i64,
+        budget: Budget,
+    ) -> Result<bool, PostgresError> {
+        let limit = Some(self.settings.command_timeout);
+        let set_timeout = |value: String| async move {
+            let set = conn.set_lock_timeout(value);
+            run(name, "SET lock_timeout", limit, set).await
+        };
+        set_timeout(budget.lock_timeout()).await?;
+        // If this future is dropped during the wait, the guard asks the server to cancel the
+        // wait, and the dropped connection closes the session: nothing can stay held.
+        let cancel = conn.cancel_on_drop(self.pool.connector());
+        let bound = match budget {
+            Budget::Wait(left) => Some(left + self.settings.command_timeout),
+            Budget::Try | Budget::Forever => None,
+        };
+        let waited = bounded(bound, conn.client.execute(&conn.stmts.lock, &[&key])).await;
+        let Some(waited) = waited else {
+            // No answer in time (the network?): `cancel` fires as it goes out of scope.
+            let after = bound.unwrap_or_default();
+            return Err(PostgresError::timeout(name, "pg_advisory_lock", after));
+        };
+        // The command is over: a late cancel request would hit this session's next command.
+        cancel.disarm();
+        let granted = match waited {
+            Ok(_) => true,
+            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                // lock_timeout fired, but the lock may have been granted at that very moment
+                // (the timeout and the grant race on the server): ask.
+                let check = conn.with_split::<bool>(&conn.stmts.granted, split(key));
+                run(name, "checking pg_locks", limit, check).await?
+            }
+            Err(err) => return Err(PostgresError::query(name, "pg_advisory_lock")(err)),
+        };
+        set_timeout("0".to_owned()).await?;
+        Ok(granted)
     }
 
     async fn request_mark(&self, name: &LockName) -> Result<Option<RequestMark>, PostgresError> {

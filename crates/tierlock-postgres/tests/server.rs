@@ -217,3 +217,37 @@ async fn an_unreachable_server_is_a_connect_error() {
         .expect("a PostgresError");
     assert!(matches!(err, PostgresError::Connect { .. }), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contended_native_waits_exclude_each_other_and_never_fail() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("stress");
+    // Few idle connections, so connections that waited are reused for later waits.
+    let providers: Vec<Arc<PostgresProvider>> = (0..2)
+        .map(|_| {
+            let p = PostgresProvider::builder(&url).namespace(&ns).max_idle(1);
+            Arc::new(p.build().unwrap())
+        })
+        .collect();
+    let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for provider in &providers {
+        for _ in 0..3 {
+            let (provider, inside) = (Arc::clone(provider), Arc::clone(&inside));
+            tasks.push(tokio::spawn(async move {
+                let lock = name("hot");
+                for turn in 0..20u32 {
+                    let deadline = (turn % 2 == 0).then(|| Instant::now() + 3 * BOUND);
+                    let held = provider.acquire(&lock, deadline).await.unwrap().unwrap();
+                    assert_eq!(inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst), 0);
+                    tokio::task::yield_now().await;
+                    inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    held.release().await.unwrap();
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        tokio::time::timeout(6 * BOUND, task).await.unwrap().unwrap();
+    }
+}
