@@ -3,7 +3,7 @@
 //!
 //! A provider crate runs the whole battery from one integration test file:
 //!
-//! ```ignore
+//! ```
 //! use std::sync::Arc;
 //! use tierlock_core::{MemoryProvider, Provider};
 //!

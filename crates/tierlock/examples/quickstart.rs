@@ -45,7 +45,10 @@ async fn main() -> Result<(), LockError> {
         let locks = locks.clone();
         async move { locks.try_lock("job:nightly").await.map(|g| g.is_some()) }
     });
-    println!("another task could take job:nightly: {}", other.await.expect("panicked")?);
+    println!(
+        "another task could take job:nightly: {}",
+        other.await.expect("panicked")?
+    );
     drop(held);
 
     // with_lock: run a future under the lock.
@@ -58,7 +61,12 @@ async fn main() -> Result<(), LockError> {
     let held = locks.lock("report", Duration::ZERO).await?;
     let waited = tokio::spawn({
         let locks = locks.clone();
-        async move { locks.lock("report", Duration::from_millis(100)).await.map(drop) }
+        async move {
+            locks
+                .lock("report", Duration::from_millis(100))
+                .await
+                .map(drop)
+        }
     });
     match waited.await.expect("panicked") {
         Err(err @ LockError::Timeout { .. }) => println!("as expected: {err}"),
