@@ -29,6 +29,8 @@
 
 pub mod conformance;
 mod counting;
+pub mod multiprocess;
+pub mod worker;
 
 pub use counting::{CountingProvider, InjectedFailure};
 
