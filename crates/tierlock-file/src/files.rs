@@ -7,11 +7,13 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use tierlock_core::provider::BoxFuture;
 use tierlock_core::{BoxError, ExternalLock, LockName};
 
 use crate::error::FileError;
+use crate::mapping::REQUEST_EXT;
 
 /// `FILE_FLAG_OPEN_REPARSE_POINT`: open a symbolic link or junction itself, not its target.
 #[cfg(windows)]
@@ -98,16 +100,43 @@ pub(crate) fn try_shared(file: &File) -> io::Result<bool> {
     }
 }
 
-/// A name held by this process: an exclusive lock on the lock file, plus an open handle on the
+/// A name held by this process: an exclusive lock on the lock file, plus a handle on the
 /// request file to probe it.
 #[derive(Debug)]
 pub(crate) struct FileLock {
     /// Holds the exclusive lock; closing it releases the lock.
-    pub(crate) lock: File,
-    /// Probed with a non-blocking exclusive attempt by `is_requested`.
-    pub(crate) request: File,
-    pub(crate) lock_path: PathBuf,
-    pub(crate) name: LockName,
+    lock: File,
+    /// The request file, opened at the first probe and kept open for the next ones. Most holds
+    /// end without a local waiter, so without a probe: the common cycle then costs no more
+    /// system calls than a bare `open + flock + unlock + close`.
+    request: OnceLock<File>,
+    lock_path: PathBuf,
+    name: LockName,
+    file_mode: u32,
+}
+
+impl FileLock {
+    /// A held lock on the lock file `lock_path`, opened as `lock`.
+    pub(crate) fn new(lock: File, lock_path: PathBuf, name: LockName, file_mode: u32) -> Self {
+        FileLock {
+            lock,
+            request: OnceLock::new(),
+            lock_path,
+            name,
+            file_mode,
+        }
+    }
+
+    /// The request file's handle, opening (or creating) it on first use.
+    fn request_file(&self) -> Option<&File> {
+        if let Some(file) = self.request.get() {
+            return Some(file);
+        }
+        let file = open(&self.lock_path.with_extension(REQUEST_EXT), self.file_mode).ok()?;
+        // Should two probes race, the loser's handle is closed and the winner's kept.
+        let _ = self.request.set(file);
+        self.request.get()
+    }
 }
 
 impl ExternalLock for FileLock {
@@ -128,17 +157,21 @@ impl ExternalLock for FileLock {
         true
     }
 
-    /// One `flock(LOCK_EX | LOCK_NB)` on the request file (plus an unlock if it succeeded):
-    /// it fails exactly while some waiter holds its shared lock on that file.
+    /// One `flock(LOCK_EX | LOCK_NB)` on the request file (plus an unlock if it succeeded; plus
+    /// opening the file at the first probe of this hold): it fails exactly while some waiter
+    /// holds its shared lock on that file.
     fn is_requested(&self) -> bool {
-        match try_exclusive(&self.request) {
+        // Cannot open it: cannot tell, so keep the lock rather than hand it back on a guess.
+        let Some(request) = self.request_file() else {
+            return false;
+        };
+        match try_exclusive(request) {
             Ok(true) => {
                 // Ignoring a failure here is safe: closing the handle would release it too.
-                let _ = fs2::FileExt::unlock(&self.request);
+                let _ = fs2::FileExt::unlock(request);
                 false
             }
             Ok(false) => true,
-            // Cannot tell: keep the lock rather than hand it back on a guess.
             Err(_) => false,
         }
     }

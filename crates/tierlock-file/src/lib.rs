@@ -20,10 +20,12 @@
 //!   jittered back-off (1 ms doubling up to 8 ms by default, see
 //!   [`FileProviderBuilder::poll`]).
 //! * While a process waits, it holds a *shared* lock on the companion request file
-//!   `<prefix>-<hash>.req`. The holder checks it at each turn boundary with a non-blocking
-//!   exclusive attempt; when that fails, another process is waiting, and the holder hands the
-//!   lock back instead of passing it to its next local waiter.
-//! * Files are never deleted: a directory holds two empty files per distinct name ever locked.
+//!   `<prefix>-<hash>.req`. At each turn boundary where a local waiter could take over, the
+//!   holder probes it with a non-blocking exclusive attempt (opening it at the first probe of
+//!   the hold); when that fails, another process is waiting, and the holder hands the lock back
+//!   instead of passing it to its next local waiter.
+//! * Files are never deleted: a directory holds one empty lock file per distinct name ever
+//!   locked, and one empty request file per name ever contended.
 //!
 //! # When to use it
 //!
@@ -191,13 +193,11 @@ impl FileProvider {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock_file_path(&self, name: &LockName) -> PathBuf {
-        self.dir
-            .join(mapping::stem(name.as_str()) + mapping::LOCK_EXT)
+        self.dir.join(mapping::lock_file_name(name.as_str()))
     }
 
     fn request_file_path(&self, name: &LockName) -> PathBuf {
-        self.dir
-            .join(mapping::stem(name.as_str()) + mapping::REQUEST_EXT)
+        self.dir.join(mapping::request_file_name(name.as_str()))
     }
 
     fn open(&self, path: &Path, name: &LockName) -> Result<std::fs::File, FileError> {
@@ -210,25 +210,14 @@ impl FileProvider {
 
     /// One non-blocking attempt; `Ok(None)` when held elsewhere.
     fn try_acquire(&self, name: &LockName) -> Result<Option<FileLock>, FileError> {
-        let stem = mapping::stem(name.as_str());
-        let lock_path = self.dir.join(format!("{stem}{}", mapping::LOCK_EXT));
+        let lock_path = self.lock_file_path(name);
         let lock = self.open(&lock_path, name)?;
         let acquired = files::try_exclusive(&lock).map_err(|source| FileError::Lock {
             path: lock_path.clone(),
             name: name.to_string(),
             source,
         })?;
-        if !acquired {
-            return Ok(None);
-        }
-        // Should this fail, `lock` is dropped and the lock released with it.
-        let request = self.open(&self.dir.join(stem + mapping::REQUEST_EXT), name)?;
-        Ok(Some(FileLock {
-            lock,
-            request,
-            lock_path,
-            name: name.clone(),
-        }))
+        Ok(acquired.then(|| FileLock::new(lock, lock_path, name.clone(), self.file_mode)))
     }
 
     /// Takes a shared lock on the request file, retrying briefly while a holder's probe (a

@@ -23,14 +23,30 @@ pub(crate) const PREFIX_CHARS: usize = 40;
 pub(crate) const HASH_BYTES: usize = 20;
 
 /// Extension of lock files.
-pub(crate) const LOCK_EXT: &str = ".lock";
+pub(crate) const LOCK_EXT: &str = "lock";
 
 /// Extension of request files.
-pub(crate) const REQUEST_EXT: &str = ".req";
+pub(crate) const REQUEST_EXT: &str = "req";
+
+/// The lock file's name for `name`.
+pub(crate) fn lock_file_name(name: &str) -> String {
+    with_extension(stem(name), LOCK_EXT)
+}
+
+/// The request file's name for `name`.
+pub(crate) fn request_file_name(name: &str) -> String {
+    with_extension(stem(name), REQUEST_EXT)
+}
+
+fn with_extension(mut stem: String, extension: &str) -> String {
+    stem.push('.');
+    stem.push_str(extension);
+    stem
+}
 
 /// The file stem for `name` (see the module documentation).
 pub(crate) fn stem(name: &str) -> String {
-    let mut stem = String::with_capacity(PREFIX_CHARS + 1 + 32 + LOCK_EXT.len());
+    let mut stem = String::with_capacity(PREFIX_CHARS + 1 + 32 + 1 + LOCK_EXT.len());
     for (i, c) in name.chars().take(PREFIX_CHARS).enumerate() {
         let keep =
             (c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) && !(i == 0 && c == '.');

@@ -116,17 +116,24 @@ async fn hostile_names_lock_files_inside_the_directory() {
         let guard = locks.lock(name, Duration::from_secs(5)).await.unwrap();
         guard.release().await.unwrap();
     }
-    // Only the lock directory appeared next to it, and it holds one lock and one request file
-    // per name, nothing in subdirectories.
+    // Only the lock directory appeared next to it, and it holds one lock file per name (request
+    // files appear only when a name is contended), nothing in subdirectories.
     let beside: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(beside.len(), 1);
-    let mut inside = 0;
+    let mut inside = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let entry = entry.unwrap();
         assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
-        inside += 1;
+        inside.push(entry.path());
     }
-    assert_eq!(inside, 2 * names.len());
+    inside.sort();
+    let provider = FileProvider::new(&dir).unwrap();
+    let mut expected: Vec<_> = names
+        .iter()
+        .map(|n| provider.lock_file_path(&LockName::new(n).unwrap()))
+        .collect();
+    expected.sort();
+    assert_eq!(inside, expected);
 }
 
 #[cfg(unix)]

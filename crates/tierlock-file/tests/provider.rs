@@ -187,15 +187,24 @@ async fn lock_files_are_kept_after_release() {
     let n = name("kept");
     let lock_path = provider.lock_file_path(&n);
     assert!(!lock_path.exists());
-    try_acquire(&provider, &n)
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    let request_path = lock_path.with_extension("req");
+    let held = try_acquire(&provider, &n).await.unwrap();
+    held.release().await.unwrap();
     assert!(lock_path.is_file());
-    assert!(lock_path.with_extension("req").is_file());
+    assert!(
+        !request_path.exists(),
+        "request files appear only on contention"
+    );
+
+    let held = try_acquire(&provider, &n).await.unwrap();
+    let mark = provider.request(&n).await.unwrap().unwrap();
+    assert!(held.is_requested());
+    drop(mark);
+    held.release().await.unwrap();
+    assert!(lock_path.is_file());
+    assert!(request_path.is_file());
     assert_eq!(std::fs::metadata(&lock_path).unwrap().len(), 0);
+    assert_eq!(std::fs::metadata(&request_path).unwrap().len(), 0);
 }
 
 #[tokio::test]
@@ -298,4 +307,20 @@ fn an_unwritable_directory_is_refused() {
     let err = FileProvider::new("/proc").unwrap_err();
     assert!(matches!(&err, FileError::NotWritable { .. }), "{err:?}");
     assert!(err.to_string().contains("/proc"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unopenable_request_file_fails_the_request_and_never_signals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = FileProvider::new(tmp.path()).unwrap();
+    let n = name("odd");
+    std::fs::create_dir(provider.lock_file_path(&n).with_extension("req")).unwrap();
+
+    let held = try_acquire(&provider, &n).await.unwrap();
+    let err = provider.request(&n).await.unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<FileError>(), Some(FileError::Open { name, .. }) if name == "odd"),
+        "{err:?}"
+    );
+    assert!(!held.is_requested(), "cannot tell: keep the lock");
 }
