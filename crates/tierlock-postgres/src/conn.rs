@@ -9,16 +9,15 @@
 //! [`Pool::put`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio_postgres::types::{FromSqlOwned, ToSql, Type};
 use tokio_postgres::{CancelToken, Client, Config, NoTls, Statement};
 
 use crate::error::PostgresError;
+use crate::latch::Latch;
 
 /// How connections are made: TLS or not.
 #[derive(Clone)]
@@ -85,41 +84,13 @@ impl Statements {
     }
 }
 
-/// Whether a connection's socket task has ended (the server closed the session, the network
-/// failed): set once, observed by the lost-lock monitor and by the pool.
-#[derive(Default)]
-pub(crate) struct ConnState {
-    closed: AtomicBool,
-    notify: Notify,
-}
-
-impl ConnState {
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the connection has closed.
-    pub(crate) async fn closed(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_closed() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-}
-
 /// One PostgreSQL session. Dropping it closes the socket (see the module documentation).
 pub(crate) struct Conn {
     pub client: Client,
     pub stmts: Statements,
-    pub state: Arc<ConnState>,
+    /// Raised when the connection's socket task has ended (server closed the session, network
+    /// failure): observed by the lost-lock monitor and by the pool.
+    pub closed: Arc<Latch>,
     /// True if this connection came from the pool (it may have gone stale while idle).
     pub reused: bool,
     task: AbortHandle,
@@ -144,18 +115,18 @@ impl Conn {
     ) -> Result<Conn, PostgresError> {
         let open = async {
             let connect_err = |source| PostgresError::Connect { source };
-            let (client, task, state) = match connector {
+            let (client, task, closed) = match connector {
                 Connector::Plain => {
                     let (client, connection) = config.connect(NoTls).await.map_err(connect_err)?;
-                    let (task, state) = drive(connection);
-                    (client, task, state)
+                    let (task, closed) = drive(connection);
+                    (client, task, closed)
                 }
                 #[cfg(feature = "rustls")]
                 Connector::Rustls(tls) => {
                     let (client, connection) =
                         config.connect(tls.clone()).await.map_err(connect_err)?;
-                    let (task, state) = drive(connection);
-                    (client, task, state)
+                    let (task, closed) = drive(connection);
+                    (client, task, closed)
                 }
             };
             // From here on, a failure drops the client and aborts its task.
@@ -172,7 +143,7 @@ impl Conn {
             Ok(Conn {
                 client,
                 stmts,
-                state,
+                closed,
                 reused: false,
                 task: task.disarm(),
                 abort_on_drop: true,
@@ -227,19 +198,19 @@ impl Conn {
     }
 }
 
-/// Spawns the task that drives a connection's socket; the state flips to closed when it ends.
-fn drive<F>(connection: F) -> (AbortHandle, Arc<ConnState>)
+/// Spawns the task that drives a connection's socket; the latch is raised when it ends.
+fn drive<F>(connection: F) -> (AbortHandle, Arc<Latch>)
 where
     F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
-    let state = Arc::new(ConnState::default());
-    let observed = Arc::clone(&state);
+    let closed = Arc::new(Latch::default());
+    let observed = Arc::clone(&closed);
     let task = tokio::spawn(async move {
         // The error itself reaches the next command on this client; here only the end counts.
         let _ = connection.await;
-        observed.close();
+        observed.raise();
     });
-    (task.abort_handle(), state)
+    (task.abort_handle(), closed)
 }
 
 /// Aborts a connection task unless disarmed (used while a connection is being set up).
@@ -331,7 +302,7 @@ impl Pool {
             let Some(conn) = self.idle.lock().pop() else {
                 break;
             };
-            if !conn.state.is_closed() {
+            if !conn.closed.is_raised() {
                 return Ok(conn);
             }
         }
@@ -346,7 +317,7 @@ impl Pool {
     /// Returns a clean connection (no lock held, no command in flight) for reuse; closes it
     /// instead if the pool is full.
     pub(crate) fn put(&self, mut conn: Conn) {
-        if conn.state.is_closed() {
+        if conn.closed.is_raised() {
             return;
         }
         conn.reused = true;

@@ -80,6 +80,7 @@ mod config;
 mod conn;
 mod error;
 mod key;
+mod latch;
 mod lock;
 mod provider;
 

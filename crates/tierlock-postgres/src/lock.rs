@@ -11,8 +11,10 @@
 //!   network failure) or a check fails or times out.
 //!
 //! Release stops the monitor (letting a check in flight finish), runs `pg_advisory_unlock` and
-//! returns the connection to the pool. Dropping a `PgLock` without releasing it closes the
-//! connection instead, which ends the session and frees the lock on the server.
+//! returns the connection to the pool. Dropping a `PgLock` does the same on a background task
+//! (registered in [`Releasing`], so that this provider's next acquisition of the key waits for
+//! it); without a runtime, dropping closes the connection, which ends the session and frees the
+//! lock on the server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,7 @@ use crate::config::Settings;
 use crate::conn::{Conn, Pool};
 use crate::error::PostgresError;
 use crate::key::split;
+use crate::latch::Releasing;
 
 /// An advisory lock held by this process (see the module documentation).
 pub(crate) struct PgLock {
@@ -35,6 +38,7 @@ pub(crate) struct PgLock {
     key: i64,
     requested: Arc<AtomicBool>,
     lost: LostSignal,
+    releasing: Arc<Releasing>,
     /// `None` once released.
     held: Option<Held>,
 }
@@ -51,10 +55,10 @@ impl PgLock {
     pub(crate) fn new(
         conn: Conn,
         pool: Arc<Pool>,
+        releasing: Arc<Releasing>,
         settings: &Settings,
         name: &LockName,
-        key: i64,
-        request_key: i64,
+        (key, request_key): (i64, i64),
     ) -> PgLock {
         let conn = Arc::new(conn);
         let requested = Arc::new(AtomicBool::new(false));
@@ -75,6 +79,7 @@ impl PgLock {
             key,
             requested,
             lost,
+            releasing,
             held: Some(Held {
                 conn,
                 pool,
@@ -83,48 +88,70 @@ impl PgLock {
             }),
         }
     }
+}
 
-    async fn unlock(mut self) -> Result<(), PostgresError> {
-        let Some(held) = self.held.take() else {
-            return Ok(());
-        };
-        held.stop.notify_one();
-        // The monitor never panics and is only aborted by `Drop`, which has not run.
-        let _ = held.monitor.await;
-        let Ok(conn) = Arc::try_unwrap(held.conn) else {
-            // Unreachable once the monitor has ended; dropping our handle still frees the lock.
-            return Ok(());
-        };
-        let name = self.name.as_str();
-        let limit = held.pool.command_timeout();
-        let unlock = conn.with_key::<bool>(&conn.stmts.unlock, self.key);
-        let released = match tokio::time::timeout(limit, unlock).await {
-            Ok(result) => result.map_err(PostgresError::query(name, "pg_advisory_unlock"))?,
-            Err(_) => return Err(PostgresError::timeout(name, "pg_advisory_unlock", limit)),
-        };
-        if !released {
-            return Err(PostgresError::NotHeld {
-                name: name.to_owned(),
-            });
-        }
-        held.pool.put(conn);
-        Ok(())
+/// Stops the monitor (letting a check in flight finish), unlocks, and returns the connection to
+/// the pool. On any failure the connection is dropped, which closes the session.
+async fn unlock(held: Held, name: &str, key: i64) -> Result<(), PostgresError> {
+    held.stop.notify_one();
+    // The monitor never panics and is only aborted by `Drop`, which has not run.
+    let _ = held.monitor.await;
+    let Ok(conn) = Arc::try_unwrap(held.conn) else {
+        // Unreachable once the monitor has ended; dropping our handle still frees the lock.
+        return Ok(());
+    };
+    let limit = held.pool.command_timeout();
+    let unlock = conn.with_key::<bool>(&conn.stmts.unlock, key);
+    let released = match tokio::time::timeout(limit, unlock).await {
+        Ok(result) => result.map_err(PostgresError::query(name, "pg_advisory_unlock"))?,
+        Err(_) => return Err(PostgresError::timeout(name, "pg_advisory_unlock", limit)),
+    };
+    if !released {
+        return Err(PostgresError::NotHeld {
+            name: name.to_owned(),
+        });
     }
+    held.pool.put(conn);
+    Ok(())
 }
 
 impl Drop for PgLock {
     fn drop(&mut self) {
-        if let Some(held) = self.held.take() {
-            // Dropping the monitor's and our handles drops the connection, which aborts its
-            // socket task: the server ends the session and frees the lock.
+        let Some(held) = self.held.take() else {
+            return; // Released.
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime left: dropping the last handle of the connection aborts its socket
+            // task, and the server ends the session, which frees the lock.
             held.monitor.abort();
-        }
+            return;
+        };
+        // Unlock in the background, keeping the connection; this provider's next acquisition
+        // of the key waits for it (see `Releasing`). A failed unlock closes the connection.
+        let latch = self.releasing.start(self.key);
+        let (releasing, name, key) = (Arc::clone(&self.releasing), self.name.clone(), self.key);
+        runtime.spawn(async move {
+            let _ = unlock(held, name.as_str(), key).await;
+            releasing.finish(key, &latch);
+        });
     }
 }
 
 impl ExternalLock for PgLock {
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
-        Box::pin(async move { self.unlock().await.map_err(BoxError::from) })
+    fn release(mut self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
+        let held = self.held.take();
+        Box::pin(async move {
+            match held {
+                Some(held) => Ok(unlock(held, self.name.as_str(), self.key).await?),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Dropping starts the unlock at once, on a task of its own, and registers it so that this
+    /// provider's next acquisition of the name waits for it; the manager need not spawn one.
+    fn drop_releases(&self) -> bool {
+        true
     }
 
     fn is_requested(&self) -> bool {
@@ -161,7 +188,7 @@ async fn monitor(m: Monitor) {
         let ok = tokio::select! {
             biased;
             () = m.stop.notified() => return,
-            () = m.conn.state.closed() => false,
+            () = m.conn.closed.wait() => false,
             _ = poll.tick() => {
                 let check = m.conn.with_split::<bool>(&m.conn.stmts.requested, m.request_key);
                 match tokio::time::timeout(m.command_timeout, check).await {

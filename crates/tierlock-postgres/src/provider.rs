@@ -13,6 +13,7 @@ use crate::config::{Builder, Settings};
 use crate::conn::{Conn, Pool};
 use crate::error::PostgresError;
 use crate::key::{lock_key, request_key, split};
+use crate::latch::Releasing;
 use crate::lock::{PgLock, Requester};
 
 /// Locks across processes and hosts with PostgreSQL session advisory locks.
@@ -40,6 +41,7 @@ use crate::lock::{PgLock, Requester};
 pub struct PostgresProvider {
     pool: Arc<Pool>,
     settings: Arc<Settings>,
+    releasing: Arc<Releasing>,
 }
 
 /// How long an acquisition may wait on the server.
@@ -107,7 +109,11 @@ impl PostgresProvider {
     }
 
     pub(crate) fn from_parts(pool: Arc<Pool>, settings: Arc<Settings>) -> PostgresProvider {
-        PostgresProvider { pool, settings }
+        PostgresProvider {
+            pool,
+            settings,
+            releasing: Arc::default(),
+        }
     }
 
     /// The namespace lock names live in (see [`Builder::namespace`]).
@@ -152,6 +158,10 @@ impl PostgresProvider {
         deadline: Option<Instant>,
     ) -> Result<Option<PgLock>, PostgresError> {
         let key = self.lock_key(name.as_str());
+        // A guard of ours dropped a moment ago may still be unlocking this key.
+        self.releasing
+            .settle(key, self.settings.command_timeout)
+            .await;
         let conn = self.pool.get().await?;
         let reused = conn.reused;
         let granted = match self.lock_on(conn, name.as_str(), key, deadline).await {
@@ -167,10 +177,10 @@ impl PostgresProvider {
             PgLock::new(
                 conn,
                 Arc::clone(&self.pool),
+                Arc::clone(&self.releasing),
                 &self.settings,
                 name,
-                key,
-                request_key,
+                (key, request_key),
             )
         }))
     }

@@ -186,3 +186,23 @@ async fn dropping_a_held_lock_frees_it_on_the_server() {
         .await
         .unwrap();
 }
+
+#[test]
+fn a_lock_dropped_after_its_runtime_is_gone_is_freed() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("no-runtime");
+    let lock = LockName::new("orphan").unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let held = first.block_on(async {
+        let p = provider(&url, &ns).await;
+        p.acquire(&lock, Some(Instant::now())).await.unwrap().unwrap()
+    });
+    drop(first);
+    drop(held); // No runtime at all here: must not panic, must free the lock.
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let p = provider(&url, &ns).await;
+        let again = p.acquire(&lock, Some(Instant::now() + BOUND)).await.unwrap();
+        again.expect("freed with its session").release().await.unwrap();
+    });
+}

@@ -248,6 +248,9 @@ async fn contended_native_waits_exclude_each_other_and_never_fail() {
         }
     }
     for task in tasks {
-        tokio::time::timeout(6 * BOUND, task).await.unwrap().unwrap();
+        tokio::time::timeout(6 * BOUND, task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
