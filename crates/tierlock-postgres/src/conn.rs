@@ -204,13 +204,23 @@ where
     F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
     let closed = Arc::new(Latch::default());
-    let observed = Arc::clone(&closed);
+    // Raised when the task ends for any reason: the connection finished, failed, or the task
+    // was aborted (the `Conn` was dropped) or dropped with its runtime.
+    let raise = RaiseOnDrop(Arc::clone(&closed));
     let task = tokio::spawn(async move {
+        let _raise = raise;
         // The error itself reaches the next command on this client; here only the end counts.
         let _ = connection.await;
-        observed.raise();
     });
     (task.abort_handle(), closed)
+}
+
+struct RaiseOnDrop(Arc<Latch>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.raise();
+    }
 }
 
 /// Aborts a connection task unless disarmed (used while a connection is being set up).
@@ -333,5 +343,107 @@ impl Pool {
     /// Number of idle connections.
     pub(crate) fn idle_count(&self) -> usize {
         self.idle.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::split;
+
+    /// The server, if `TIERLOCK_PG_URL` is set (same skip/require rule as the test kit's).
+    fn server() -> Option<Config> {
+        match std::env::var("TIERLOCK_PG_URL") {
+            Ok(url) if !url.is_empty() => Some(url.parse().unwrap()),
+            _ => {
+                let required = std::env::var("TIERLOCK_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
+                assert!(!required, "TIERLOCK_PG_URL is not set");
+                eprintln!("skipped: TIERLOCK_PG_URL not set");
+                None
+            }
+        }
+    }
+
+    /// The `pg_locks` checks see exactly what they should: the 55P03 re-check finds this
+    /// session's own exclusive lock (and no one else's), the request probe finds another
+    /// session's shared lock (and not its own).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pg_locks_checks_find_the_right_sessions() {
+        let Some(config) = server() else { return };
+        let pool = Pool::new(config, Connector::Plain, Duration::from_secs(10), 4);
+        let (a, b) = (pool.open().await.unwrap(), pool.open().await.unwrap());
+        let key = crate::lock_key("conn-tests", &format!("{:?}", std::time::Instant::now()));
+
+        assert!(
+            !a.with_split::<bool>(&a.stmts.granted, split(key))
+                .await
+                .unwrap()
+        );
+        assert!(a.with_key::<bool>(&a.stmts.try_lock, key).await.unwrap());
+        assert!(
+            a.with_split::<bool>(&a.stmts.granted, split(key))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.with_split::<bool>(&b.stmts.granted, split(key))
+                .await
+                .unwrap()
+        );
+
+        assert!(
+            !a.with_split::<bool>(&a.stmts.requested, split(key))
+                .await
+                .unwrap()
+        );
+        let shared = b.with_key::<bool>(&b.stmts.try_lock_shared, key).await;
+        assert!(!shared.unwrap(), "a shared lock beside an exclusive one");
+        let other = key.wrapping_add(1);
+        assert!(
+            b.with_key::<bool>(&b.stmts.try_lock_shared, other)
+                .await
+                .unwrap()
+        );
+        assert!(
+            a.with_split::<bool>(&a.stmts.requested, split(other))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.with_split::<bool>(&b.stmts.requested, split(other))
+                .await
+                .unwrap()
+        );
+        assert!(
+            b.with_key::<bool>(&b.stmts.unlock_shared, other)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !a.with_split::<bool>(&a.stmts.requested, split(other))
+                .await
+                .unwrap()
+        );
+        assert!(a.with_key::<bool>(&a.stmts.unlock, key).await.unwrap());
+        assert!(!a.with_key::<bool>(&a.stmts.unlock, key).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pool_keeps_at_most_max_idle_and_drops_closed_connections() {
+        let Some(config) = server() else { return };
+        let pool = Pool::new(config, Connector::Plain, Duration::from_secs(10), 1);
+        let (a, b) = (pool.open().await.unwrap(), pool.open().await.unwrap());
+        pool.put(a);
+        pool.put(b);
+        assert_eq!(pool.idle_count(), 1);
+        let reused = pool.get().await.unwrap();
+        assert!(reused.reused);
+        // A connection whose socket task ended is not kept.
+        reused.task.abort();
+        tokio::time::timeout(Duration::from_secs(10), reused.closed.wait())
+            .await
+            .unwrap();
+        pool.put(reused);
+        assert_eq!(pool.idle_count(), 0);
     }
 }

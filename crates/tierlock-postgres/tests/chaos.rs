@@ -195,14 +195,24 @@ fn a_lock_dropped_after_its_runtime_is_gone_is_freed() {
     let first = tokio::runtime::Runtime::new().unwrap();
     let held = first.block_on(async {
         let p = provider(&url, &ns).await;
-        p.acquire(&lock, Some(Instant::now())).await.unwrap().unwrap()
+        p.acquire(&lock, Some(Instant::now()))
+            .await
+            .unwrap()
+            .unwrap()
     });
     drop(first);
     drop(held); // No runtime at all here: must not panic, must free the lock.
     let second = tokio::runtime::Runtime::new().unwrap();
     second.block_on(async {
         let p = provider(&url, &ns).await;
-        let again = p.acquire(&lock, Some(Instant::now() + BOUND)).await.unwrap();
-        again.expect("freed with its session").release().await.unwrap();
+        let again = p
+            .acquire(&lock, Some(Instant::now() + BOUND))
+            .await
+            .unwrap();
+        again
+            .expect("freed with its session")
+            .release()
+            .await
+            .unwrap();
     });
 }

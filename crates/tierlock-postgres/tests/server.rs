@@ -254,3 +254,12 @@ async fn contended_native_waits_exclude_each_other_and_never_fail() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tls_sslmode_require_is_a_connect_error() {
+    let Some(url) = server_url(URL) else { return };
+    let err = PostgresProvider::connect(format!("{url}?sslmode=require"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PostgresError::Connect { .. }), "{err:?}");
+}
