@@ -276,7 +276,7 @@ impl Drop for CancelOnDrop {
 pub(crate) struct Pool {
     config: Config,
     connector: Connector,
-    connect_timeout: Duration,
+    command_timeout: Duration,
     max_idle: usize,
     idle: Mutex<Vec<Conn>>,
 }
@@ -285,13 +285,13 @@ impl Pool {
     pub(crate) fn new(
         config: Config,
         connector: Connector,
-        connect_timeout: Duration,
+        command_timeout: Duration,
         max_idle: usize,
     ) -> Pool {
         Pool {
             config,
             connector,
-            connect_timeout,
+            command_timeout,
             max_idle,
             idle: Mutex::new(Vec::with_capacity(max_idle)),
         }
@@ -299,7 +299,7 @@ impl Pool {
 
     /// The limit for opening a connection and for short commands.
     pub(crate) fn command_timeout(&self) -> Duration {
-        self.connect_timeout
+        self.command_timeout
     }
 
     pub(crate) fn connector(&self) -> &Connector {
@@ -321,7 +321,7 @@ impl Pool {
 
     /// A new connection, bypassing the idle ones.
     pub(crate) async fn open(&self) -> Result<Conn, PostgresError> {
-        Conn::open(&self.config, &self.connector, self.connect_timeout).await
+        Conn::open(&self.config, &self.connector, self.command_timeout).await
     }
 
     /// Returns a clean connection (no lock held, no command in flight) for reuse; closes it

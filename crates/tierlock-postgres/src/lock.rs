@@ -44,10 +44,19 @@ pub(crate) struct PgLock {
 }
 
 struct Held {
-    conn: Arc<Conn>,
+    /// Shared with the monitor; `None` once taken back for the unlock.
+    conn: Option<Arc<Conn>>,
     pool: Arc<Pool>,
     stop: Arc<Notify>,
     monitor: JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // However a hold ends (a release future dropped half-way included), the monitor must
+        // not keep the connection, and with it the lock, alive.
+        self.monitor.abort();
+    }
 }
 
 impl PgLock {
@@ -64,7 +73,7 @@ impl PgLock {
         let requested = Arc::new(AtomicBool::new(false));
         let lost = LostSignal::new();
         let stop = Arc::new(Notify::new());
-        let monitor = tokio::spawn(monitor(Monitor {
+        let monitor = tokio::spawn(watch(Monitor {
             conn: Arc::clone(&conn),
             request_key: split(request_key),
             requested: Arc::clone(&requested),
@@ -81,7 +90,7 @@ impl PgLock {
             lost,
             releasing,
             held: Some(Held {
-                conn,
+                conn: Some(conn),
                 pool,
                 stop,
                 monitor,
@@ -92,11 +101,11 @@ impl PgLock {
 
 /// Stops the monitor (letting a check in flight finish), unlocks, and returns the connection to
 /// the pool. On any failure the connection is dropped, which closes the session.
-async fn unlock(held: Held, name: &str, key: i64) -> Result<(), PostgresError> {
+async fn unlock(mut held: Held, name: &str, key: i64) -> Result<(), PostgresError> {
     held.stop.notify_one();
-    // The monitor never panics and is only aborted by `Drop`, which has not run.
-    let _ = held.monitor.await;
-    let Ok(conn) = Arc::try_unwrap(held.conn) else {
+    // The monitor never panics and is only aborted when `held` is dropped, which it is not yet.
+    let _ = (&mut held.monitor).await;
+    let Some(Ok(conn)) = held.conn.take().map(Arc::try_unwrap) else {
         // Unreachable once the monitor has ended; dropping our handle still frees the lock.
         return Ok(());
     };
@@ -121,9 +130,8 @@ impl Drop for PgLock {
             return; // Released.
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime left: dropping the last handle of the connection aborts its socket
-            // task, and the server ends the session, which frees the lock.
-            held.monitor.abort();
+            // No runtime left: dropping `held` aborts the monitor and drops the connection,
+            // which aborts its socket task; the server ends the session and frees the lock.
             return;
         };
         // Unlock in the background, keeping the connection; this provider's next acquisition
@@ -177,7 +185,7 @@ struct Monitor {
 /// Far enough away to stand for "never" in a `sleep_until`.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-async fn monitor(m: Monitor) {
+async fn watch(m: Monitor) {
     let start = Instant::now();
     let mut poll =
         tokio::time::interval_at(start + m.poll.unwrap_or(NEVER), m.poll.unwrap_or(NEVER));

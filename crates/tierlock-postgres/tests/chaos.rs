@@ -187,6 +187,33 @@ async fn dropping_a_held_lock_frees_it_on_the_server() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_abandoned_half_way_still_frees_the_lock() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("abandoned-release");
+    let (a, b) = (provider(&url, &ns).await, provider(&url, &ns).await);
+    let lock = LockName::new("abandoned").unwrap();
+    // Dropped before it ran at all, and dropped while its unlock may be in flight.
+    for cut in [None, Some(Duration::from_micros(50))] {
+        let held = a
+            .acquire(&lock, Some(Instant::now()))
+            .await
+            .unwrap()
+            .unwrap();
+        let release = held.release();
+        if let Some(cut) = cut {
+            let _ = tokio::time::timeout(cut, release).await;
+        } else {
+            drop(release);
+        }
+        let taken = b
+            .acquire(&lock, Some(Instant::now() + BOUND))
+            .await
+            .unwrap();
+        taken.expect("freed").release().await.unwrap();
+    }
+}
+
 #[test]
 fn a_lock_dropped_after_its_runtime_is_gone_is_freed() {
     let Some(url) = server_url(URL) else { return };
