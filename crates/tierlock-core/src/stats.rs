@@ -26,7 +26,8 @@ pub struct Stats {
     /// Turn boundaries where the external lock was released although local waiters remained,
     /// because another process had asked for it (or it was found lost).
     pub handbacks: u64,
-    /// Acquisitions that ended in [`LockError::Timeout`](crate::LockError::Timeout).
+    /// Acquisitions that ended in [`LockError::Timeout`](crate::LockError::Timeout), including
+    /// `try_lock` calls that found the name held.
     pub timeouts: u64,
     /// Acquisitions that ended in [`LockError::Provider`](crate::LockError::Provider).
     pub provider_errors: u64,

@@ -1,3 +1,47 @@
-//! tierlock facade.
+//! Named locks that work inside one process, across processes and across hosts, with the
+//! ergonomics of a local mutex.
+//!
+//! One [`LockManager`] is created at start-up and shared by the whole application. Code anywhere
+//! asks it for a lock by name. Inside the process, contention is settled by in-memory per-name
+//! queues with task-scoped re-entrancy; only to exclude *other processes* does the manager
+//! escalate to a [`Provider`] — a lock file, a database lock — and it keeps that external lock
+//! while local waiters exist, handing it to another process at a turn boundary once that process
+//! asks for it.
+//!
+//! This crate is the facade: it re-exports [`tierlock_core`] and, behind cargo features, the
+//! providers:
+//!
+//! | feature | provider | crate |
+//! |---|---|---|
+//! | (always) | [`MemoryProvider`]: one process only | `tierlock-core` |
+//!
+//! ```
+//! use std::time::Duration;
+//! use tierlock::{LockManager, MemoryProvider};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tierlock::LockError> {
+//! let locks = LockManager::new(MemoryProvider::new());
+//! let guard = locks.lock("tenant:42:migrate", Duration::from_secs(60)).await?;
+//! // ... the critical section; nested `lock("tenant:42:migrate", ..)` calls re-enter ...
+//! guard.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! See `docs/semantics.md` in the repository for the owner rules and `docs/architecture.md` for
+//! the two tiers.
+
 #![deny(missing_docs)]
-pub use tierlock_core::*;
+#![forbid(unsafe_code)]
+
+pub use tierlock_core::{
+    BoxError, ExternalLock, InvalidNameReason, LockError, LockGuard, LockManager, LockName,
+    LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats, WaitStrategy,
+    provider, scope,
+};
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
