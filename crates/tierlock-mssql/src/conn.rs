@@ -80,14 +80,15 @@ fn set_tcp_keepalive(tcp: &TcpStream, idle: Duration) -> std::io::Result<()> {
     socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)
 }
 
-/// Idle connections kept for reuse: newest first, bounded, stale ones closed.
-pub(crate) struct Pool {
-    idle: Mutex<Vec<(Client, Instant)>>,
+/// Idle connections kept for reuse: newest first, bounded, stale ones closed. (Generic only so
+/// that tests can use stand-ins for connections.)
+pub(crate) struct Pool<C = Client> {
+    idle: Mutex<Vec<(C, Instant)>>,
     max: usize,
     idle_timeout: Duration,
 }
 
-impl Pool {
+impl<C> Pool<C> {
     pub(crate) fn new(max: usize, idle_timeout: Duration) -> Self {
         Pool {
             idle: Mutex::new(Vec::with_capacity(max)),
@@ -97,7 +98,7 @@ impl Pool {
     }
 
     /// The most recently returned connection that is not stale.
-    pub(crate) fn take(&self) -> Option<Client> {
+    pub(crate) fn take(&self) -> Option<C> {
         let mut stale = Vec::new();
         let found = {
             let mut idle = self.idle.lock();
@@ -117,7 +118,7 @@ impl Pool {
     }
 
     /// Keeps a connection whose last statement completed, if there is room.
-    pub(crate) fn put(&self, client: Client) {
+    pub(crate) fn put(&self, client: C) {
         let mut idle = self.idle.lock();
         if idle.len() < self.max {
             idle.push((client, Instant::now()));
@@ -198,4 +199,84 @@ pub(crate) async fn query_ints<const N: usize>(
             .ok_or(StmtError::NoRow)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ordinary_server_errors_keep_a_connection() {
+        let io = StmtError::Driver(tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into(),
+        });
+        assert!(io.connection_broken());
+        let protocol = StmtError::Driver(tiberius::error::Error::Protocol("eof".into()));
+        assert!(protocol.connection_broken());
+        assert!(StmtError::Timeout(Duration::from_secs(1)).connection_broken());
+        assert!(!StmtError::NoRow.connection_broken());
+    }
+
+    #[test]
+    fn statement_errors_name_the_command_and_the_lock() {
+        let err =
+            StmtError::Timeout(Duration::from_secs(30)).into_error("sp_releaseapplock", "job");
+        assert!(matches!(err, MssqlError::CommandTimeout { .. }));
+        assert_eq!(
+            err.to_string(),
+            "sp_releaseapplock for lock \"job\" got no answer from SQL Server within 30s"
+        );
+        let err = StmtError::Driver(tiberius::error::Error::Protocol("bad token".into()))
+            .into_error("sp_getapplock", "job");
+        assert_eq!(err.to_string(), "sp_getapplock failed for lock \"job\"");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("Protocol error: bad token"));
+    }
+
+    /// A stand-in connection that records when it is closed.
+    struct Fake(u32, std::sync::Arc<Mutex<Vec<u32>>>);
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.1.lock().push(self.0);
+        }
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_newest_first() {
+        let closed = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let pool = Pool::new(2, Duration::from_secs(60));
+        assert!(pool.take().is_none());
+        for id in 1..=3 {
+            pool.put(Fake(id, closed.clone()));
+        }
+        assert_eq!(pool.len(), 2);
+        assert_eq!(
+            *closed.lock(),
+            [3],
+            "the connection over the bound is closed"
+        );
+        assert_eq!(pool.take().map(|f| f.0), Some(2));
+        assert_eq!(pool.take().map(|f| f.0), Some(1));
+        assert!(pool.take().is_none());
+    }
+
+    #[test]
+    fn stale_connections_are_closed_not_reused() {
+        let closed = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let pool = Pool::new(4, Duration::ZERO);
+        pool.put(Fake(1, closed.clone()));
+        pool.put(Fake(2, closed.clone()));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(pool.take().is_none());
+        assert_eq!(pool.len(), 0);
+        let mut ids = closed.lock().clone();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2]);
+
+        let pool = Pool::new(0, Duration::from_secs(60));
+        pool.put(Fake(3, closed.clone()));
+        assert_eq!(pool.len(), 0, "max 0 disables reuse");
+    }
 }

@@ -224,6 +224,12 @@ impl MssqlProvider {
                     drop(client);
                     reuse = false;
                 }
+                // Should the server raise error 1205 instead of returning -3.
+                Err(StmtError::Driver(err)) if err.is_deadlock() => {
+                    return Err(MssqlError::DeadlockVictim {
+                        name: name.as_str().to_owned(),
+                    });
+                }
                 // Dropping the connection frees anything the statement might have taken.
                 Err(err) => return Err(err.into_error("sp_getapplock", name.as_str())),
             }
