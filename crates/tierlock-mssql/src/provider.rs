@@ -168,10 +168,12 @@ impl MssqlProvider {
                 }
                 false => {
                     self.shared.pool.put(client);
-                    if !wait.clamped {
+                    // Wait again if the budget was longer than `@LockTimeout` can express, or
+                    // if the server gave up before the deadline by its own clock.
+                    let early = deadline.is_some_and(|deadline| Instant::now() < deadline);
+                    if !(wait.clamped || early) {
                         return Ok(None);
                     }
-                    // The budget was longer than `@LockTimeout` can express: wait again.
                 }
             }
         }

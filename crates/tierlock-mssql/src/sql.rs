@@ -100,7 +100,8 @@ pub(crate) struct LockWait {
 
 impl LockWait {
     /// The wait for `deadline` as seen at `now`: no deadline waits without limit, a passed
-    /// deadline makes one attempt, anything else waits the remaining whole milliseconds.
+    /// deadline makes one attempt, anything else waits the remaining time rounded *up* to whole
+    /// milliseconds, so the server never gives up before the deadline.
     pub(crate) fn until(deadline: Option<Instant>, now: Instant) -> Self {
         let Some(deadline) = deadline else {
             return LockWait {
@@ -108,7 +109,10 @@ impl LockWait {
                 clamped: false,
             };
         };
-        let left = deadline.saturating_duration_since(now).as_millis();
+        let left = deadline
+            .saturating_duration_since(now)
+            .as_nanos()
+            .div_ceil(1_000_000);
         match i32::try_from(left) {
             Ok(ms) => LockWait { ms, clamped: false },
             Err(_) => LockWait {
@@ -210,18 +214,18 @@ mod tests {
                 Some(Duration::from_secs(30))
             );
         }
-        // Less than a whole millisecond left rounds down to a single attempt.
-        let wait = LockWait::until(Some(now + Duration::from_micros(999)), now);
-        assert_eq!(wait.ms, 0);
+        // Any time left, however little, is waited for: rounded up to a whole millisecond.
+        let wait = LockWait::until(Some(now + Duration::from_nanos(1)), now);
+        assert_eq!(wait.ms, 1);
     }
 
     #[test]
-    fn remaining_budget_in_whole_milliseconds() {
+    fn remaining_budget_in_whole_milliseconds_rounded_up() {
         let now = Instant::now();
         let wait = LockWait::until(Some(now + Duration::from_millis(2_500)), now);
         assert_eq!(wait.ms, 2_500);
-        let wait = LockWait::until(Some(now + Duration::from_micros(1_999)), now);
-        assert_eq!(wait.ms, 1);
+        let wait = LockWait::until(Some(now + Duration::from_micros(1_001)), now);
+        assert_eq!(wait.ms, 2);
         assert_eq!(
             LockWait::until(Some(now + Duration::from_millis(2_500)), now)
                 .client_bound(Duration::from_secs(30)),

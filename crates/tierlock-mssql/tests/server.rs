@@ -101,7 +101,11 @@ async fn held_elsewhere_times_out_and_keeps_the_connection() {
     let start = Instant::now();
     let got = b.lock(&name("timeout"), Some(start + budget)).await;
     assert!(matches!(got, Ok(None)), "{got:?}");
-    assert!(start.elapsed() >= budget - Duration::from_millis(2));
+    assert!(
+        start.elapsed() >= budget,
+        "gave up early: {:?}",
+        start.elapsed()
+    );
     // The waiting connection did nothing wrong: it went back to the pool.
     assert_eq!(b.idle_connections(), 1);
     held.release().await.expect("release");
