@@ -233,6 +233,17 @@ mod tests {
     }
 
     #[test]
+    fn builder_debug_output_hides_the_password() {
+        let builder = MssqlBuilder::from_config(
+            parse_connection_string("server=tcp:h,1433;user id=sa;password=hunter2").unwrap(),
+        )
+        .namespace("ns:");
+        let debug = format!("{builder:?}");
+        assert!(debug.contains("ns:"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
     fn zero_durations_are_rejected() {
         let builder = || MssqlBuilder::from_config(tiberius::Config::new());
         let cases: [(MssqlBuilder, &str); 4] = [

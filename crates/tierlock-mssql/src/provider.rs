@@ -154,27 +154,23 @@ impl MssqlProvider {
                     LockWait::until(deadline, Instant::now())
                 })
                 .await?;
-            match outcome(AppLockOutcome::from_code(code), name)? {
-                true => {
-                    let request = self.request_resource_name(name.as_str());
-                    return Ok(Some(MssqlLock::start(
-                        Arc::clone(&self.shared),
-                        name.clone(),
-                        resource,
-                        request,
-                        client,
-                        session_id,
-                    )));
-                }
-                false => {
-                    self.shared.pool.put(client);
-                    // Wait again if the budget was longer than `@LockTimeout` can express, or
-                    // if the server gave up before the deadline by its own clock.
-                    let early = deadline.is_some_and(|deadline| Instant::now() < deadline);
-                    if !(wait.clamped || early) {
-                        return Ok(None);
-                    }
-                }
+            if outcome(AppLockOutcome::from_code(code), name)? {
+                let request = self.request_resource_name(name.as_str());
+                return Ok(Some(MssqlLock::start(
+                    Arc::clone(&self.shared),
+                    name.clone(),
+                    resource,
+                    request,
+                    client,
+                    session_id,
+                )));
+            }
+            self.shared.pool.put(client);
+            // Wait again if the budget was longer than `@LockTimeout` can express, or if the
+            // server gave up before the deadline by its own clock.
+            let early = deadline.is_some_and(|deadline| Instant::now() < deadline);
+            if !(wait.clamped || early) {
+                return Ok(None);
             }
         }
     }
