@@ -14,6 +14,7 @@
 //! | feature | provider | crate |
 //! |---|---|---|
 //! | (always) | [`MemoryProvider`]: one process only | `tierlock-core` |
+//! | `file` (default) | `FileProvider`: lock files in a directory, local or on a network share | `tierlock-file` |
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,6 +41,9 @@ pub use tierlock_core::{
     LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats, WaitStrategy,
     provider, scope,
 };
+
+#[cfg(feature = "file")]
+pub use tierlock_file::{FileError, FileProvider, FileProviderBuilder};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]

@@ -1,0 +1,256 @@
+//! `tierlock`: run a command while holding a named lock — `flock(1)` across processes and hosts.
+//!
+//! ```text
+//! tierlock run --dir /mnt/share/locks --name nightly-export --timeout 30s -- ./export.sh
+//! ```
+//!
+//! The exit code is the command's; when the lock is not acquired in time it is 75
+//! (`EX_TEMPFAIL`, configurable with `--conflict-exit-code`) with a message on stderr.
+//!
+//! The lock is held by the `tierlock` process for as long as the command runs. Ctrl-C goes to
+//! the command (tierlock waits for it to exit, then releases); SIGTERM to tierlock stops the
+//! command. If tierlock itself is killed with SIGKILL, the operating system releases the lock
+//! while the command may still run — unlike `flock(1)`, the lock is not inherited by the
+//! command.
+
+#![forbid(unsafe_code)]
+
+mod duration;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use tierlock::{FileProvider, LockError, LockManager};
+
+/// Run commands under named locks shared by processes and hosts.
+#[derive(Debug, Parser)]
+#[command(name = "tierlock", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run COMMAND while holding the lock NAME; exit with the command's exit code.
+    ///
+    /// Waits up to --timeout for the lock (0 = fail at once if it is held). If the lock is not
+    /// acquired in time, prints a message and exits with --conflict-exit-code (75) without
+    /// running the command.
+    #[command(
+        after_help = "Examples:\n  tierlock run --dir ./locks --name demo -- sleep 5\n  \
+                      tierlock run --dir /mnt/share/locks --name nightly --timeout 0 -- ./job.sh"
+    )]
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    provider: ProviderArgs,
+
+    /// The lock name (case-sensitive, 1 to 1024 bytes).
+    #[arg(long, short = 'n')]
+    name: String,
+
+    /// How long to wait for the lock: 30s, 500ms, 2m, 1h, or 0 for one attempt.
+    #[arg(long, short = 't', default_value = "30s", value_parser = duration::parse)]
+    timeout: Duration,
+
+    /// Exit code when the lock is not acquired in time.
+    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8))]
+    conflict_exit_code: u8,
+
+    /// Print nothing while waiting (errors are still printed).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+
+    /// The command to run, and its arguments.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// Where the lock lives. Exactly one provider is chosen.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ProviderArgs {
+    /// Lock directory (local disk or network share) for the file provider; created if missing.
+    #[arg(long, short = 'd', value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+    };
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("tierlock: {message}");
+    ExitCode::from(1)
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let locks = match &args.provider.dir {
+        Some(dir) => match FileProvider::new(dir) {
+            Ok(provider) => LockManager::new(provider),
+            Err(err) => return fail(&chain(&err)),
+        },
+        None => return fail("no provider given (use --dir)"),
+    };
+
+    let start = Instant::now();
+    let acquire = locks.lock(&args.name, args.timeout);
+    tokio::pin!(acquire);
+    let announce = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(announce);
+    let mut announced = args.quiet;
+    let guard = loop {
+        tokio::select! {
+            result = &mut acquire => break result,
+            () = &mut announce, if !announced => {
+                announced = true;
+                eprintln!(
+                    "tierlock: waiting for lock {:?} (held by another process; timeout {:?})",
+                    args.name, args.timeout
+                );
+            }
+        }
+    };
+    let guard = match guard {
+        Ok(guard) => guard,
+        Err(LockError::Timeout { name, waited }) => {
+            eprintln!(
+                "tierlock: lock {name:?} is held elsewhere; gave up after {:.1?}",
+                waited
+            );
+            return ExitCode::from(args.conflict_exit_code);
+        }
+        Err(err) => return fail(&chain(&err)),
+    };
+    if announced && !args.quiet {
+        eprintln!(
+            "tierlock: acquired {:?} after {:.1?}",
+            args.name,
+            start.elapsed()
+        );
+    }
+
+    let status = run_command(&args.command).await;
+    if let Err(err) = guard.release().await {
+        eprintln!("tierlock: warning: {}", chain(&err));
+    }
+    status
+}
+
+async fn run_command(command: &[OsString]) -> ExitCode {
+    let Some((program, rest)) = command.split_first() else {
+        return fail("no command given");
+    };
+    // Listen for SIGTERM before the command starts, so none is missed.
+    let mut terminate = Terminate::new();
+    let child = tokio::process::Command::new(program).args(rest).spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("tierlock: cannot run {program:?}: {err}");
+            let code = if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return ExitCode::from(code);
+        }
+    };
+    // Ctrl-C reaches the command through the terminal's process group; stay alive until the
+    // command has exited so the lock is held exactly as long as it runs. A SIGTERM sent to
+    // tierlock alone stops the command too.
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate.recv() => {
+                eprintln!("tierlock: terminated; stopping {program:?}");
+                // The command may already be gone; the wait below tells.
+                let _ = child.start_kill();
+            }
+        }
+    };
+    match status {
+        Ok(status) => ExitCode::from(exit_code(status)),
+        Err(err) => fail(&format!("waiting for {program:?} failed: {err}")),
+    }
+}
+
+/// SIGTERM to this process (never fires on platforms without it).
+struct Terminate {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Terminate {
+    fn new() -> Self {
+        Terminate {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The shell's convention: the exit code, or 128 + the signal that killed the command.
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return u8::try_from(code & 0xff).unwrap_or(1);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return u8::try_from(128 + (signal & 0x7f)).unwrap_or(1);
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

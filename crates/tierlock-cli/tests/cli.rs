@@ -1,0 +1,169 @@
+//! The `tierlock` binary, run as users run it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn tierlock(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+    cmd.arg("run").arg("--dir").arg(dir).args(args);
+    cmd
+}
+
+fn output(mut cmd: Command) -> Output {
+    cmd.output().expect("cannot run tierlock")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Starts a holder that touches `marker` once it holds the lock, then sleeps `secs`.
+fn hold(dir: &Path, name: &str, marker: &Path, secs: u32) -> std::process::Child {
+    let script = format!("touch '{}'; sleep {secs}", marker.display());
+    let child = tierlock(dir, &["--name", name, "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start the holder");
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the holder never got the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn runs_the_command_and_returns_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "demo", "--", "sh", "-c", "echo hi; exit 3"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+}
+
+#[test]
+fn zero_timeout_fails_at_once_with_75_while_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("held");
+    let mut holder = hold(dir.path(), "busy", &marker, 5);
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "busy", "--timeout", "0", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("held elsewhere"), "{}", stderr(&out));
+    let out = output(tierlock(
+        dir.path(),
+        &[
+            "--name",
+            "busy",
+            "--timeout",
+            "0",
+            "--conflict-exit-code",
+            "9",
+            "--",
+            "true",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(9));
+    // Another name is independent.
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "other", "--timeout", "0", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_second_run_waits_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("held");
+    let mut holder = hold(dir.path(), "queue", &marker, 2);
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "queue", "--timeout", "60s", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting for lock \"queue\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        holder.wait().unwrap().success(),
+        "the holder's command failed"
+    );
+}
+
+#[test]
+fn bad_input_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(tierlock(dir.path(), &["--name", "", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid lock name"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "x", "--timeout", "5 parsecs", "--", "true"],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap reports usage errors with 2"
+    );
+
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "x", "--", "/nonexistent/program"],
+    ));
+    assert_eq!(out.status.code(), Some(127));
+
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "").unwrap();
+    let out = output(tierlock(&file, &["--name", "x", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).is_empty());
+}
+
+#[test]
+fn help_explains_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tierlock"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--dir", "--name", "--timeout", "--conflict-exit-code", "75"] {
+        assert!(help.contains(needle), "help lacks {needle}: {help}");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_command_and_frees_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("held");
+    let mut holder = hold(dir.path(), "term", &marker, 60);
+    let status = Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = holder.wait().unwrap().code();
+    assert_eq!(code, Some(128 + 9), "the command was not stopped");
+    let out = output(tierlock(
+        dir.path(),
+        &["--name", "term", "--timeout", "10s", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -1,0 +1,178 @@
+//! Opening and locking lock files, and the held lock handed to the manager.
+//!
+//! Every acquisition opens its own handle, so two acquisitions in one process, even through
+//! one provider, never share an open file description: `flock` locks (and `LockFileEx` locks on
+//! Windows) belong to the open file, so they exclude each other just like two processes do.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use tierlock_core::provider::BoxFuture;
+use tierlock_core::{BoxError, ExternalLock, LockName};
+
+use crate::error::FileError;
+use crate::mapping::REQUEST_EXT;
+
+/// `FILE_FLAG_OPEN_REPARSE_POINT`: open a symbolic link or junction itself, not its target.
+#[cfg(windows)]
+const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+
+/// Read-write access (exclusive `flock` emulation on NFS needs a writable handle) and never
+/// following a symbolic link in the last path component.
+fn options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+    options
+}
+
+/// Opens `path`, creating it with exactly `mode` (not masked by the umask) if it is missing.
+///
+/// The common case (the file exists) is a single `open`. A symbolic link in its place fails
+/// with `ELOOP` instead of being followed.
+pub(crate) fn open(path: &Path, mode: u32) -> io::Result<File> {
+    #[cfg(not(unix))]
+    let _ = mode;
+    for _ in 0..3 {
+        match options().open(path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        let mut create = options();
+        create.create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut create, mode);
+        match create.open(path) {
+            Ok(file) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    // Best effort: some shares (SMB) refuse chmod; the file works regardless.
+                    let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
+                }
+                return Ok(file);
+            }
+            // Another process created it between our two opens: open it normally.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+    }
+    options().open(path)
+}
+
+fn is_contended(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+        || err.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+}
+
+/// One non-blocking attempt at an exclusive lock: `Ok(false)` when held elsewhere.
+pub(crate) fn try_exclusive(file: &File) -> io::Result<bool> {
+    loop {
+        return match fs2::FileExt::try_lock_exclusive(file) {
+            Ok(()) => Ok(true),
+            Err(err) if is_contended(&err) => Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => Err(err),
+        };
+    }
+}
+
+/// One non-blocking attempt at a shared lock: `Ok(false)` when held exclusively elsewhere.
+pub(crate) fn try_shared(file: &File) -> io::Result<bool> {
+    loop {
+        return match fs2::FileExt::try_lock_shared(file) {
+            Ok(()) => Ok(true),
+            Err(err) if is_contended(&err) => Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => Err(err),
+        };
+    }
+}
+
+/// A name held by this process: an exclusive lock on the lock file, plus a handle on the
+/// request file to probe it.
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    /// Holds the exclusive lock; closing it releases the lock.
+    lock: File,
+    /// The request file, opened at the first probe and kept open for the next ones. Most holds
+    /// end without a local waiter, so without a probe: the common cycle then costs no more
+    /// system calls than a bare `open + flock + unlock + close`.
+    request: OnceLock<File>,
+    lock_path: PathBuf,
+    name: LockName,
+    file_mode: u32,
+}
+
+impl FileLock {
+    /// A held lock on the lock file `lock_path`, opened as `lock`.
+    pub(crate) fn new(lock: File, lock_path: PathBuf, name: LockName, file_mode: u32) -> Self {
+        FileLock {
+            lock,
+            request: OnceLock::new(),
+            lock_path,
+            name,
+            file_mode,
+        }
+    }
+
+    /// The request file's handle, opening (or creating) it on first use.
+    fn request_file(&self) -> Option<&File> {
+        if let Some(file) = self.request.get() {
+            return Some(file);
+        }
+        let file = open(&self.lock_path.with_extension(REQUEST_EXT), self.file_mode).ok()?;
+        // Should two probes race, the loser's handle is closed and the winner's kept.
+        let _ = self.request.set(file);
+        self.request.get()
+    }
+}
+
+impl ExternalLock for FileLock {
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
+        let result = fs2::FileExt::unlock(&self.lock).map_err(|source| {
+            Box::new(FileError::Unlock {
+                path: self.lock_path.clone(),
+                name: self.name.to_string(),
+                source,
+            }) as BoxError
+        });
+        // Closing the handles releases the lock even if the unlock call failed.
+        drop(self);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn drop_releases(&self) -> bool {
+        true
+    }
+
+    /// One `flock(LOCK_EX | LOCK_NB)` on the request file (plus an unlock if it succeeded; plus
+    /// opening the file at the first probe of this hold): it fails exactly while some waiter
+    /// holds its shared lock on that file.
+    fn is_requested(&self) -> bool {
+        // Cannot open it: cannot tell, so keep the lock rather than hand it back on a guess.
+        let Some(request) = self.request_file() else {
+            return false;
+        };
+        match try_exclusive(request) {
+            Ok(true) => {
+                // Ignoring a failure here is safe: closing the handle would release it too.
+                let _ = fs2::FileExt::unlock(request);
+                false
+            }
+            Ok(false) => true,
+            Err(_) => false,
+        }
+    }
+}
