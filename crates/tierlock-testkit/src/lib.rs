@@ -15,7 +15,8 @@
 //!
 //! Providers that need a server name the environment variable that points at it; the tests
 //! then print that they were skipped when it is unset, and fail instead when
-//! `TIERLOCK_REQUIRE_SERVERS=1` (as the project's `scripts/test` sets):
+//! `TIERLOCK_REQUIRE_SERVERS` names the variable (as the project's `scripts/test` does for the
+//! servers it starts) or is `1`:
 //!
 //! ```ignore
 //! tierlock_testkit::conformance_tests!(requires_env = "TIERLOCK_PG_URL", || async {
@@ -37,22 +38,32 @@ pub use counting::{CountingProvider, InjectedFailure};
 #[doc(hidden)]
 pub use tokio as __tokio;
 
-/// The environment variable that turns a skipped server test into a failure.
+/// The environment variable that turns skipped server tests into failures: `1` for every
+/// server, or a comma-separated list of the variables that must be set
+/// (`TIERLOCK_REQUIRE_SERVERS=TIERLOCK_PG_URL`).
 pub const REQUIRE_SERVERS_VAR: &str = "TIERLOCK_REQUIRE_SERVERS";
+
+/// Whether the run demands the server named by `var` (see [`REQUIRE_SERVERS_VAR`]).
+fn required(var: &str) -> bool {
+    std::env::var(REQUIRE_SERVERS_VAR)
+        .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|item| item.trim() == var))
+}
 
 /// The value of the environment variable `var` (the address of a test server), or `None` after
 /// printing that the calling test is skipped.
 ///
 /// # Panics
 ///
-/// If `var` is unset and `TIERLOCK_REQUIRE_SERVERS=1`: a run that is meant to test against real
-/// servers must not pass by skipping them.
+/// If `var` is unset but required by [`REQUIRE_SERVERS_VAR`]: a run that is meant to test against
+/// real servers must not pass by skipping them.
 pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var(REQUIRE_SERVERS_VAR).is_ok_and(|v| v == "1") {
-                panic!("{var} is not set but {REQUIRE_SERVERS_VAR}=1: the server tests must run");
+            if required(var) {
+                panic!(
+                    "{var} is not set but {REQUIRE_SERVERS_VAR} requires it: the server tests must run"
+                );
             }
             eprintln!("skipped: {var} not set");
             None

@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | (always) | [`MemoryProvider`]: one process only | `tierlock-core` |
 //! | `file` (default) | `FileProvider`: lock files in a directory, local or on a network share | `tierlock-file` |
+//! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //!
 //! ```
 //! use std::time::Duration;
@@ -44,6 +45,9 @@ pub use tierlock_core::{
 
 #[cfg(feature = "file")]
 pub use tierlock_file::{FileError, FileProvider, FileProviderBuilder};
+
+#[cfg(feature = "mssql")]
+pub use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlProvider};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]

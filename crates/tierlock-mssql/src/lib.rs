@@ -1,0 +1,108 @@
+//! SQL Server provider for [tierlock](https://docs.rs/tierlock): named locks shared by every
+//! process, on any host, that connects to the same SQL Server database.
+//!
+//! # When to use it
+//!
+//! When the processes that must exclude each other run on several hosts and already share a
+//! SQL Server (or Azure SQL) database. It needs no schema and no permission beyond access to the
+//! database: `sp_getapplock`, `sp_releaseapplock` and `APPLOCK_TEST` only require membership in
+//! `public`. For processes on one host, the file provider is cheaper.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tierlock_core::LockManager;
+//! use tierlock_mssql::MssqlProvider;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let provider = MssqlProvider::builder(
+//!     "server=tcp:db.example.com,1433;database=app;user id=locker;password=secret",
+//! )?
+//! .namespace("billing:")
+//! .build()?;
+//! let locks = LockManager::new(provider);
+//! let out = locks
+//!     .with_lock("invoice-run", Duration::from_secs(30), async { 42 })
+//!     .await?;
+//! # let _ = out;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! * **Acquire**: on a pooled (or new) connection, `sp_getapplock @Resource, @LockMode =
+//!   'Exclusive', @LockOwner = 'Session', @LockTimeout = <remaining budget in ms>` — `0` makes a
+//!   single attempt, `-1` waits without limit. The server queues waiters fairly. The connection
+//!   then belongs to the held lock: the lock lives exactly as long as that session.
+//! * **Return codes**: `0`/`1` acquired; `-1` held elsewhere (`Ok(None)`); `-2`
+//!   [`MssqlError::Cancelled`]; `-3` [`MssqlError::DeadlockVictim`]; `-999`
+//!   [`MssqlError::ParameterError`]; anything else [`MssqlError::Unexpected`]. See
+//!   [`AppLockOutcome`].
+//! * **Release**: `sp_releaseapplock @Resource, @LockOwner = 'Session'`, then the connection
+//!   goes back to a small pool of idle connections (default 4, closed after 60 s idle), so the
+//!   next acquisition skips the TCP, TLS and login handshake.
+//! * **Request signal**: a process that must wait first takes a `Shared` session applock on the
+//!   name's *request resource* (see [`names`](map_resource)) on another connection, for as long
+//!   as it waits. Every 100 ms (configurable) the holder runs `APPLOCK_TEST('public',
+//!   <request resource>, 'Exclusive', 'Session')` on its own connection; `0` means someone holds
+//!   a mark, and the manager hands the lock over at its next turn boundary.
+//! * **Keepalive and lost signal**: the probe is a round trip on the holding connection, so it
+//!   also keeps the connection from idling and notices when it breaks; with probing off,
+//!   `SELECT 1` runs every 2 minutes instead. A broken connection fires the
+//!   [`LostSignal`](tierlock_core::LostSignal) (`guard.lost()`), and the next acquisition starts
+//!   on a fresh connection.
+//!
+//! # Names
+//!
+//! `@Resource` is `nvarchar(255)`, compared as binary (case-sensitive). The resource is the
+//! [namespace](MssqlBuilder::namespace) followed by the name; if that exceeds 255 UTF-16 code
+//! units it becomes a 190-unit prefix, `#`, and the SHA-256 of the whole in hex. See
+//! [`map_resource`].
+//!
+//! # Timeouts
+//!
+//! tiberius 0.13 has a per-round-trip command timeout (30 s by default) that would cut any
+//! longer lock wait short. This provider switches it off on its connections and bounds each
+//! statement itself: a lock wait gets `@LockTimeout` plus [`command_timeout`]
+//! (default 30 s) before the client gives the connection up, a wait without deadline gets no
+//! client-side bound (TCP keepalive detects a vanished host), and short statements get
+//! [`command_timeout`]. Opening a connection is bounded by the connect timeout (15 s).
+//!
+//! [`command_timeout`]: MssqlBuilder::command_timeout
+//!
+//! # Failure behaviour
+//!
+//! * A future dropped mid-statement drops its connection: the socket closes, the session ends
+//!   and the server frees whatever it held, including a lock granted at that very moment. Such
+//!   a connection is never reused.
+//! * A failing release closes the connection, which frees the lock anyway, and reports the
+//!   error.
+//! * A pooled connection found broken is discarded and the statement runs once more on a new
+//!   connection (a broken session holds nothing).
+//! * If the holding connection is killed or breaks, the server has freed the lock: another
+//!   process may take it at once. The lost signal fires at the next probe (within about 100 ms
+//!   plus the time the broken connection takes to error out).
+//! * Errors are [`MssqlError`]s with the lock name and the driver's error as source; "held
+//!   elsewhere" is never an error.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![forbid(unsafe_code)]
+
+mod config;
+mod conn;
+mod error;
+mod held;
+mod names;
+mod provider;
+mod sql;
+
+pub use config::{MssqlBuilder, parse_connection_string};
+pub use error::{ConnectError, MssqlError};
+pub use held::MssqlLock;
+pub use names::{HASHED_PREFIX_UNITS, MAX_RESOURCE_UNITS, REQUEST_SUFFIX, map_resource};
+pub use provider::MssqlProvider;
+pub use sql::AppLockOutcome;
+/// The driver, re-exported for [`MssqlBuilder::from_config`].
+pub use tiberius;

@@ -1,0 +1,258 @@
+//! The T-SQL this provider sends, the meaning of `sp_getapplock`'s return codes, and the
+//! arithmetic that turns a deadline into `@LockTimeout`.
+//!
+//! Every statement runs through tiberius's parameterised `query` (`sp_executesql`), so names are
+//! never spliced into SQL text: `@P1` is the resource (`nvarchar`), `@P2` the timeout (`int`).
+//! A stored procedure's return status is read with `DECLARE @r int; EXEC @r = …; SELECT @r`.
+
+use std::time::{Duration, Instant};
+
+/// Takes the exclusive session lock on `@P1`, waiting up to `@P2` ms (`-1`: no limit, `0`: one
+/// attempt). Returns one row: the return code and the session id (`@@SPID`).
+pub(crate) const ACQUIRE_SQL: &str = "DECLARE @r int; \
+EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = @P2; \
+SELECT @r, CAST(@@SPID AS int);";
+
+/// Takes the shared session lock on the request resource `@P1`, waiting up to `@P2` ms.
+/// Returns one row: the return code.
+pub(crate) const REQUEST_SQL: &str = "DECLARE @r int; \
+EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Shared', @LockOwner = 'Session', @LockTimeout = @P2; \
+SELECT @r;";
+
+/// Releases this session's lock on `@P1` (exclusive lock or request mark alike).
+/// Returns one row: the return code (`0` on success).
+pub(crate) const RELEASE_SQL: &str = "DECLARE @r int; \
+EXEC @r = sp_releaseapplock @Resource = @P1, @LockOwner = 'Session'; \
+SELECT @r;";
+
+/// Whether this session could take `@P1` exclusively right now: `1` yes, `0` no — run by the
+/// holder on the request resource, `0` means another session holds a request mark.
+pub(crate) const PROBE_SQL: &str =
+    "SELECT CAST(APPLOCK_TEST('public', @P1, 'Exclusive', 'Session') AS int);";
+
+/// The keepalive round trip, when request probing is switched off.
+pub(crate) const KEEPALIVE_SQL: &str = "SELECT 1;";
+
+/// How long a waiter tries to take its request mark. The mark is `Shared` and only conflicts
+/// with a holder's momentary `APPLOCK_TEST`, so this is a short, fixed bound.
+pub(crate) const REQUEST_LOCK_TIMEOUT_MS: i32 = 1_000;
+
+/// What a return code of `sp_getapplock` means.
+///
+/// ```
+/// use tierlock_mssql::AppLockOutcome;
+///
+/// assert_eq!(AppLockOutcome::from_code(0), AppLockOutcome::Granted);
+/// assert_eq!(AppLockOutcome::from_code(-1), AppLockOutcome::TimedOut);
+/// assert!(AppLockOutcome::from_code(1).is_granted());
+/// assert_eq!(AppLockOutcome::from_code(7), AppLockOutcome::Unexpected(7));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppLockOutcome {
+    /// `0`: granted at once.
+    Granted,
+    /// `1`: granted after waiting for incompatible locks to be released.
+    GrantedAfterWait,
+    /// `-1`: not granted within `@LockTimeout` — the lock is held elsewhere.
+    TimedOut,
+    /// `-2`: the request was cancelled (for example by the server or an administrator).
+    Cancelled,
+    /// `-3`: the request was chosen as a deadlock victim.
+    DeadlockVictim,
+    /// `-999`: parameter validation or another call error.
+    ParameterError,
+    /// Any other value, which the documentation does not define.
+    Unexpected(i32),
+}
+
+impl AppLockOutcome {
+    /// Interprets a return code of `sp_getapplock`.
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            0 => AppLockOutcome::Granted,
+            1 => AppLockOutcome::GrantedAfterWait,
+            -1 => AppLockOutcome::TimedOut,
+            -2 => AppLockOutcome::Cancelled,
+            -3 => AppLockOutcome::DeadlockVictim,
+            -999 => AppLockOutcome::ParameterError,
+            other => AppLockOutcome::Unexpected(other),
+        }
+    }
+
+    /// True for `0` and `1`: the lock is held by the session.
+    pub fn is_granted(self) -> bool {
+        matches!(
+            self,
+            AppLockOutcome::Granted | AppLockOutcome::GrantedAfterWait
+        )
+    }
+}
+
+/// The `@LockTimeout` for one `sp_getapplock` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LockWait {
+    /// Milliseconds to wait: `-1` without limit, `0` for a single attempt.
+    pub(crate) ms: i32,
+    /// True when the remaining budget exceeded `i32::MAX` ms (about 24.8 days) and was cut: a
+    /// `-1` return then does not mean the deadline passed, and the caller waits again.
+    pub(crate) clamped: bool,
+}
+
+impl LockWait {
+    /// The wait for `deadline` as seen at `now`: no deadline waits without limit, a passed
+    /// deadline makes one attempt, anything else waits the remaining time rounded *up* to whole
+    /// milliseconds, so the server never gives up before the deadline.
+    pub(crate) fn until(deadline: Option<Instant>, now: Instant) -> Self {
+        let Some(deadline) = deadline else {
+            return LockWait {
+                ms: -1,
+                clamped: false,
+            };
+        };
+        let left = deadline
+            .saturating_duration_since(now)
+            .as_nanos()
+            .div_ceil(1_000_000);
+        match i32::try_from(left) {
+            Ok(ms) => LockWait { ms, clamped: false },
+            Err(_) => LockWait {
+                ms: i32::MAX,
+                clamped: true,
+            },
+        }
+    }
+
+    /// How long the client waits for the server's answer before it gives the connection up:
+    /// the server-side wait plus `margin`, or no bound for an unlimited wait.
+    pub(crate) fn client_bound(self, margin: Duration) -> Option<Duration> {
+        u64::try_from(self.ms)
+            .ok()
+            .map(|ms| Duration::from_millis(ms).saturating_add(margin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_exactly_these() {
+        assert_eq!(
+            ACQUIRE_SQL,
+            "DECLARE @r int; EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', \
+             @LockOwner = 'Session', @LockTimeout = @P2; SELECT @r, CAST(@@SPID AS int);"
+        );
+        assert_eq!(
+            REQUEST_SQL,
+            "DECLARE @r int; EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Shared', \
+             @LockOwner = 'Session', @LockTimeout = @P2; SELECT @r;"
+        );
+        assert_eq!(
+            RELEASE_SQL,
+            "DECLARE @r int; EXEC @r = sp_releaseapplock @Resource = @P1, @LockOwner = 'Session'; \
+             SELECT @r;"
+        );
+        assert_eq!(
+            PROBE_SQL,
+            "SELECT CAST(APPLOCK_TEST('public', @P1, 'Exclusive', 'Session') AS int);"
+        );
+        assert_eq!(KEEPALIVE_SQL, "SELECT 1;");
+    }
+
+    #[test]
+    fn statements_never_splice_values() {
+        for sql in [ACQUIRE_SQL, REQUEST_SQL, RELEASE_SQL, PROBE_SQL] {
+            assert!(sql.contains("@Resource = @P1") || sql.contains("'public', @P1,"));
+            assert!(!sql.contains("{}"));
+            // Every applock call names the session as owner: the lock outlives the batch.
+            assert!(sql.contains("'Session'"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn return_codes_map_to_distinct_outcomes() {
+        let cases = [
+            (0, AppLockOutcome::Granted, true),
+            (1, AppLockOutcome::GrantedAfterWait, true),
+            (-1, AppLockOutcome::TimedOut, false),
+            (-2, AppLockOutcome::Cancelled, false),
+            (-3, AppLockOutcome::DeadlockVictim, false),
+            (-999, AppLockOutcome::ParameterError, false),
+            (2, AppLockOutcome::Unexpected(2), false),
+            (-4, AppLockOutcome::Unexpected(-4), false),
+            (i32::MIN, AppLockOutcome::Unexpected(i32::MIN), false),
+        ];
+        for (code, outcome, granted) in cases {
+            assert_eq!(AppLockOutcome::from_code(code), outcome, "code {code}");
+            assert_eq!(outcome.is_granted(), granted, "code {code}");
+        }
+    }
+
+    #[test]
+    fn no_deadline_waits_without_limit_and_without_client_bound() {
+        let now = Instant::now();
+        let wait = LockWait::until(None, now);
+        assert_eq!(
+            wait,
+            LockWait {
+                ms: -1,
+                clamped: false
+            }
+        );
+        assert_eq!(wait.client_bound(Duration::from_secs(30)), None);
+    }
+
+    #[test]
+    fn passed_deadline_is_a_single_attempt() {
+        let now = Instant::now();
+        for deadline in [now, now - Duration::from_secs(5)] {
+            let wait = LockWait::until(Some(deadline), now);
+            assert_eq!(wait.ms, 0);
+            assert!(!wait.clamped);
+            assert_eq!(
+                wait.client_bound(Duration::from_secs(30)),
+                Some(Duration::from_secs(30))
+            );
+        }
+        // Any time left, however little, is waited for: rounded up to a whole millisecond.
+        let wait = LockWait::until(Some(now + Duration::from_nanos(1)), now);
+        assert_eq!(wait.ms, 1);
+    }
+
+    #[test]
+    fn remaining_budget_in_whole_milliseconds_rounded_up() {
+        let now = Instant::now();
+        let wait = LockWait::until(Some(now + Duration::from_millis(2_500)), now);
+        assert_eq!(wait.ms, 2_500);
+        let wait = LockWait::until(Some(now + Duration::from_micros(1_001)), now);
+        assert_eq!(wait.ms, 2);
+        assert_eq!(
+            LockWait::until(Some(now + Duration::from_millis(2_500)), now)
+                .client_bound(Duration::from_secs(30)),
+            Some(Duration::from_millis(32_500))
+        );
+    }
+
+    #[test]
+    fn huge_budgets_are_clamped_to_i32() {
+        let now = Instant::now();
+        let at_limit = now + Duration::from_millis(i32::MAX as u64);
+        assert_eq!(
+            LockWait::until(Some(at_limit), now),
+            LockWait {
+                ms: i32::MAX,
+                clamped: false
+            }
+        );
+        let beyond = now + Duration::from_millis(i32::MAX as u64 + 1);
+        assert_eq!(
+            LockWait::until(Some(beyond), now),
+            LockWait {
+                ms: i32::MAX,
+                clamped: true
+            }
+        );
+        let far = now + Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(LockWait::until(Some(far), now).clamped);
+    }
+}

@@ -1,0 +1,326 @@
+//! The provider over the real tiberius driver against a fake in-process TDS server (see
+//! `support/fake_tds.rs`): no SQL Server is needed, so these always run. They check the
+//! provider's own machinery — statements and parameters on the wire, the pool, statement bounds,
+//! cancellation, the monitor (request probe, keepalive, lost signal) — and run the conformance
+//! battery through a `LockManager`. Real server semantics are tested by `server.rs`.
+
+#[path = "support/fake_tds.rs"]
+mod fake_tds;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fake_tds::{FakeServer, Held, Value};
+use tierlock_core::{LockManager, LockName, Provider};
+use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlLock, MssqlProvider};
+
+const GENEROUS: Duration = Duration::from_secs(10);
+
+fn fresh_namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("fake:{}:", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn builder(server: &FakeServer) -> MssqlBuilder {
+    MssqlProvider::builder(&server.connection_string()).expect("valid connection string")
+}
+
+fn provider(server: &FakeServer) -> MssqlProvider {
+    builder(server).build().expect("valid options")
+}
+
+fn name(s: &str) -> LockName {
+    LockName::new(s).expect("valid name")
+}
+
+async fn hold(provider: &MssqlProvider, lock: &str) -> MssqlLock {
+    match provider
+        .lock(&name(lock), Some(Instant::now() + GENEROUS))
+        .await
+    {
+        Ok(Some(held)) => held,
+        other => panic!("could not take {lock:?}: {other:?}"),
+    }
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < GENEROUS, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+tierlock_testkit::conformance_tests!(|| async {
+    let server = FakeServer::start().await;
+    let provider = builder(&server)
+        .namespace(fresh_namespace())
+        .build()
+        .expect("valid options");
+    Arc::new(provider) as Arc<dyn Provider>
+});
+
+#[tokio::test]
+async fn acquire_and_release_send_the_documented_statements_and_reuse_the_connection() {
+    let server = FakeServer::start().await;
+    let provider = builder(&server).namespace("app:").build().unwrap();
+    let held = hold(&provider, "Job").await;
+    assert_eq!(held.resource(), "app:Job");
+    assert_eq!(
+        server.locks(),
+        [Held {
+            resource: "app:Job".into(),
+            spid: held.session_id(),
+            exclusive: true
+        }]
+    );
+    held.release().await.unwrap();
+    assert!(server.locks().is_empty());
+    assert_eq!(provider.idle_connections(), 1);
+
+    let again = hold(&provider, "Job").await;
+    again.release().await.unwrap();
+    assert_eq!(server.logins(), 1, "the idle connection was not reused");
+
+    let log = server.statements();
+    let acquire = &log[0];
+    assert!(acquire.sql.contains("sp_getapplock"), "{}", acquire.sql);
+    assert_eq!(acquire.params[0], Value::Str("app:Job".into()));
+    match acquire.params[1] {
+        Value::Int(ms) => assert!((1..=10_000).contains(&ms), "@LockTimeout {ms}"),
+        ref other => panic!("{other:?}"),
+    }
+    assert!(log[1].sql.contains("sp_releaseapplock"));
+    assert_eq!(log[1].params, [Value::Str("app:Job".into())]);
+}
+
+#[tokio::test]
+async fn lock_timeout_is_the_remaining_budget() {
+    let server = FakeServer::start().await;
+    let (a, b) = (provider(&server), provider(&server));
+    let held = hold(&a, "t").await;
+    let start = Instant::now();
+    let got = b
+        .lock(&name("t"), Some(start + Duration::from_millis(200)))
+        .await;
+    assert!(matches!(got, Ok(None)), "{got:?}");
+    assert!(start.elapsed() >= Duration::from_millis(190));
+    assert!(matches!(
+        b.lock(&name("t"), Some(Instant::now())).await,
+        Ok(None)
+    ));
+    // Both timed-out attempts ran on one connection, which went back to the pool.
+    assert_eq!(b.idle_connections(), 1);
+    assert_eq!(server.logins(), 2);
+    let waited = tokio::time::timeout(Duration::from_millis(100), b.lock(&name("t"), None)).await;
+    assert!(waited.is_err(), "a wait without deadline returned");
+
+    let timeouts: Vec<Value> = server
+        .statements()
+        .into_iter()
+        .filter(|s| s.sql.contains("sp_getapplock") && s.params[0] == Value::Str("t".into()))
+        .map(|s| s.params[1].clone())
+        .collect();
+    assert_eq!(timeouts.len(), 4);
+    assert!(matches!(timeouts[1], Value::Int(ms) if (150..=200).contains(&ms)));
+    assert_eq!(timeouts[2], Value::Int(0));
+    assert_eq!(timeouts[3], Value::Int(-1));
+    // The cancelled wait's connection was closed, not pooled.
+    assert_eq!(b.idle_connections(), 0);
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_waiter_is_granted_when_the_holder_releases() {
+    let server = FakeServer::start().await;
+    let (a, b) = (provider(&server), provider(&server));
+    let held = hold(&a, "w").await;
+    let waiter = tokio::spawn(async move { b.lock(&name("w"), None).await });
+    eventually("the waiter is queued", || server.statements().len() >= 2).await;
+    held.release().await.unwrap();
+    let got = tokio::time::timeout(GENEROUS, waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = got.unwrap().expect("granted after waiting");
+    assert_eq!(server.locks()[0].spid, got.session_id());
+    got.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn failure_codes_are_distinct_errors_and_close_the_connection() {
+    let server = FakeServer::start().await;
+    let provider = provider(&server);
+    for code in [-2, -3, -999, 7] {
+        server.force_next_code(code);
+        let err = provider.lock(&name("f"), None).await.unwrap_err();
+        let matched = match code {
+            -2 => matches!(err, MssqlError::Cancelled { ref name } if name == "f"),
+            -3 => matches!(err, MssqlError::DeadlockVictim { .. }),
+            -999 => matches!(err, MssqlError::ParameterError { .. }),
+            _ => matches!(err, MssqlError::Unexpected { code: 7, .. }),
+        };
+        assert!(matched, "code {code}: {err:?}");
+        assert_eq!(provider.idle_connections(), 0, "code {code}");
+    }
+    eventually("every failed connection is closed", || {
+        server.open_sessions().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn request_marks_reach_the_holder_and_are_withdrawn() {
+    let server = FakeServer::start().await;
+    let holder = builder(&server)
+        .request_probe_interval(Some(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let waiter = provider(&server);
+    let held = hold(&holder, "r").await;
+    assert!(!held.is_requested());
+    let mark = waiter
+        .request(&name("r"))
+        .await
+        .unwrap()
+        .expect("mark taken");
+    assert!(server.locks().contains(&Held {
+        resource: "r#tierlock-request".into(),
+        spid: server.statements().last().map(|s| s.spid).unwrap(),
+        exclusive: false,
+    }));
+    eventually("the holder sees the request", || held.is_requested()).await;
+    drop(mark);
+    eventually("the mark is released", || server.locks().len() == 1).await;
+    eventually("the holder sees the withdrawal", || !held.is_requested()).await;
+    eventually("the mark's connection is pooled", || {
+        waiter.idle_connections() == 1
+    })
+    .await;
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_session_fires_the_lost_signal_in_both_monitor_modes() {
+    let server = FakeServer::start().await;
+    for probe in [Some(Duration::from_millis(10)), None] {
+        let provider = builder(&server)
+            .request_probe_interval(probe)
+            .keepalive_interval(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let held = hold(&provider, "k").await;
+        server.kill(held.session_id());
+        tokio::time::timeout(GENEROUS, held.lost_signal().wait())
+            .await
+            .unwrap_or_else(|_| panic!("no lost signal with probe {probe:?}"));
+        assert!(server.locks().is_empty());
+        assert!(matches!(held.release().await, Err(MssqlError::Lost { .. })));
+        hold(&provider, "k").await.release().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_server_trips_the_client_bound_and_the_connection_is_dropped() {
+    let server = FakeServer::start().await;
+    let provider = builder(&server)
+        .command_timeout(Duration::from_millis(100))
+        .request_probe_interval(None)
+        .build()
+        .unwrap();
+    let held = hold(&provider, "s").await;
+    server.stall(true);
+    match held.release().await {
+        Err(MssqlError::CommandTimeout { command, name, .. }) => {
+            assert_eq!((command, name.as_str()), ("sp_releaseapplock", "s"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(provider.idle_connections(), 0);
+    // Closing the connection ended the session, which freed the lock.
+    eventually("the session ends", || server.locks().is_empty()).await;
+    server.stall(false);
+
+    // A stalled probe makes the lock lost.
+    let probing = builder(&server)
+        .command_timeout(Duration::from_millis(100))
+        .request_probe_interval(Some(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let held = hold(&probing, "s").await;
+    server.stall(true);
+    tokio::time::timeout(GENEROUS, held.lost_signal().wait())
+        .await
+        .expect("no lost signal for a stalled connection");
+    server.stall(false);
+}
+
+#[tokio::test]
+async fn a_broken_pooled_connection_is_replaced_once() {
+    let server = FakeServer::start().await;
+    let provider = provider(&server);
+    let held = hold(&provider, "p").await;
+    let spid = held.session_id();
+    held.release().await.unwrap();
+    assert_eq!(provider.idle_connections(), 1);
+    server.kill(spid);
+    eventually("the idle session is gone", || {
+        !server.open_sessions().contains(&spid)
+    })
+    .await;
+    let again = hold(&provider, "p").await;
+    assert_ne!(again.session_id(), spid);
+    assert_eq!(server.logins(), 2);
+    again.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_a_held_lock_closes_its_session() {
+    let server = FakeServer::start().await;
+    let provider = provider(&server);
+    let held = hold(&provider, "d").await;
+    let spid = held.session_id();
+    drop(held);
+    eventually("the session ends", || {
+        !server.open_sessions().contains(&spid)
+    })
+    .await;
+    assert!(server.locks().is_empty());
+    assert_eq!(provider.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_busy_manager_hands_over_to_another_process() {
+    let server = FakeServer::start().await;
+    let (one, two) = (
+        LockManager::new(provider(&server)),
+        LockManager::new(provider(&server)),
+    );
+    let guard = one.lock("busy", GENEROUS).await.unwrap();
+    let other = tokio::spawn(async move { two.lock("busy", GENEROUS).await.map(drop) });
+    // A local waiter keeps `one` busy; the request signal must still make it hand over.
+    let local = {
+        let one = one.clone();
+        tokio::spawn(async move { one.lock("busy", GENEROUS).await.map(drop) })
+    };
+    eventually("the other manager marked its request", || {
+        server
+            .locks()
+            .iter()
+            .any(|h| h.resource == "busy#tierlock-request")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(guard);
+    tokio::time::timeout(GENEROUS, other)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(GENEROUS, local)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,66 @@
+//! Two processes × 4 tasks contending on one name with 100 µs critical sections, with the
+//! in-process tier and with it bypassed (every acquisition goes to the provider).
+//!
+//! `cargo bench -p tierlock-worker --bench contention` (`TIERLOCK_BENCH_SECS` changes the 10 s
+//! per run, `TIERLOCK_BENCH_CRIT_US` the 100 µs critical section). Prints critical sections per second and per-process wait percentiles.
+
+use std::path::Path;
+
+use tierlock_testkit::multiprocess;
+
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; there is nothing to list.
+    }
+    let secs: u64 = std::env::var("TIERLOCK_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let critical_us: u64 = std::env::var("TIERLOCK_BENCH_CRIT_US")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let bin = Path::new(env!("CARGO_BIN_EXE_tierlock-worker"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rates = Vec::new();
+    for (label, bypass) in [("with the in-process tier", false), ("tier bypassed", true)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let provider = vec!["file".to_owned(), dir.path().to_string_lossy().into_owned()];
+        let lines = runtime.block_on(multiprocess::contention(
+            bin,
+            &provider,
+            2,
+            4,
+            secs,
+            critical_us,
+            bypass,
+        ));
+        let total: u64 = lines.iter().map(|l| field(l, "sections")).sum();
+        let rate = total as f64 / secs as f64;
+        println!(
+            "file provider, 2 processes x 4 tasks, {critical_us} us sections, {secs} s, {label}:"
+        );
+        println!("  {rate:.0} critical sections/s");
+        for (i, line) in lines.iter().enumerate() {
+            println!(
+                "  process {i}: sections={} wait p50={} us p99={} us max={} us, external acquisitions={}",
+                field(line, "sections"),
+                field(line, "p50_us"),
+                field(line, "p99_us"),
+                field(line, "max_us"),
+                field(line, "external"),
+            );
+        }
+        rates.push(rate);
+    }
+    println!(
+        "speed-up of the tier: {:.1}x (target >= 5x)",
+        rates[0] / rates[1].max(1.0)
+    );
+}
