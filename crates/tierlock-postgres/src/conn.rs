@@ -351,17 +351,9 @@ mod tests {
     use super::*;
     use crate::key::split;
 
-    /// The server, if `TIERLOCK_PG_URL` is set (same skip/require rule as the test kit's).
+    /// The server, if `TIERLOCK_PG_URL` is set (skipped, or failed if required, otherwise).
     fn server() -> Option<Config> {
-        match std::env::var("TIERLOCK_PG_URL") {
-            Ok(url) if !url.is_empty() => Some(url.parse().unwrap()),
-            _ => {
-                let required = std::env::var("TIERLOCK_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
-                assert!(!required, "TIERLOCK_PG_URL is not set");
-                eprintln!("skipped: TIERLOCK_PG_URL not set");
-                None
-            }
-        }
+        tierlock_testkit::server_url("TIERLOCK_PG_URL").map(|url| url.parse().unwrap())
     }
 
     /// The `pg_locks` checks see exactly what they should: the 55P03 re-check finds this

@@ -6,20 +6,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
 
-/// The server URL from `var`; `None` (after saying so) when unset, a panic when unset but
-/// `TIERLOCK_REQUIRE_SERVERS=1`. Same semantics as `tierlock_testkit::server_url`.
-pub fn server_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TIERLOCK_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                panic!("{var} is not set but TIERLOCK_REQUIRE_SERVERS=1");
-            }
-            eprintln!("skipped: {var} not set");
-            None
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use tierlock_testkit::server_url;
 
 /// A namespace no other test (or earlier run) uses.
 pub fn fresh_namespace(label: &str) -> String {
