@@ -147,8 +147,11 @@ pub trait ExternalLock: Send + Sync + 'static {
     /// Releases the lock, reporting backend errors.
     fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>>;
 
-    /// True if dropping the handle releases the lock at once with no more than a quick system
-    /// call (memory, file). The manager then releases inline instead of spawning a task.
+    /// True if dropping the handle is all the release needs: either it frees the lock at once
+    /// with no more than a quick system call (memory, file), or it starts the release itself
+    /// without blocking and makes the provider's next `acquire` of the name wait for it
+    /// (PostgreSQL). The manager then releases by dropping, inline, instead of spawning a task
+    /// that calls [`release`](ExternalLock::release).
     fn drop_releases(&self) -> bool {
         false
     }

@@ -119,6 +119,10 @@ impl Builder {
     /// `sslmode=require` fails to connect. With it, `sslmode=prefer` (the default) uses TLS
     /// when the server offers it; use `sslmode=require` to insist.
     ///
+    /// If your build compiles in more than one rustls crypto provider (for instance `ring` from
+    /// this crate and `aws-lc-rs` from the SQL Server provider), `ClientConfig::builder()`
+    /// panics; build the config with `ClientConfig::builder_with_provider` instead.
+    ///
     /// ```no_run
     /// use tierlock_postgres::PostgresProvider;
     ///

@@ -19,7 +19,12 @@ fn tls_config(ca: Option<&str>) -> rustls::ClientConfig {
             roots.add(cert.unwrap()).unwrap();
         }
     }
-    rustls::ClientConfig::builder()
+    // Name the crypto provider: when several are compiled in (tiberius brings aws-lc-rs into a
+    // build with every feature), `ClientConfig::builder()` cannot pick one and panics.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
 }

@@ -1,7 +1,7 @@
 //! `tierlock-worker PROVIDER… MODE…`: a separate OS process that takes named locks for the
 //! multi-process tests (see `tierlock_testkit::worker` for the modes).
 //!
-//! Providers: `file DIR`.
+//! Providers: `file DIR`, `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`.
 
 #![forbid(unsafe_code)]
 
@@ -10,26 +10,42 @@ use std::sync::Arc;
 
 use tierlock_core::Provider;
 
-fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String> {
+async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String> {
+    let arg = |at: usize, what: &str| {
+        args.get(at)
+            .ok_or_else(|| format!("{what} missing"))
+            .map(String::as_str)
+    };
     match args.first().map(String::as_str) {
         Some("file") => {
-            let dir = args.get(1).ok_or("file: DIR missing")?;
-            let provider = tierlock_file::FileProvider::new(dir).map_err(|e| e.to_string())?;
+            let provider =
+                tierlock_file::FileProvider::new(arg(1, "DIR")?).map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 2))
         }
-        other => Err(format!("unknown provider {other:?} (expected: file DIR)")),
+        Some("postgres") => {
+            let provider = tierlock_postgres::PostgresProvider::builder(arg(1, "URL")?)
+                .namespace(arg(2, "NAMESPACE")?)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(provider), 3))
+        }
+        Some("mssql") => {
+            let namespace = arg(2, "NAMESPACE")?;
+            let provider = tierlock_mssql::MssqlProvider::builder(arg(1, "CONNECTION_STRING")?)
+                .and_then(|builder| builder.namespace(namespace).build())
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(provider), 3))
+        }
+        other => Err(format!(
+            "unknown provider {other:?} (expected: file DIR | postgres URL NAMESPACE | \
+             mssql CONNECTION_STRING NAMESPACE)"
+        )),
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (provider, used) = match provider(&args) {
-        Ok(found) => found,
-        Err(err) => {
-            eprintln!("tierlock-worker: {err}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -39,6 +55,13 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("tierlock-worker: cannot start a runtime: {err}");
             return ExitCode::from(1);
+        }
+    };
+    let (provider, used) = match runtime.block_on(provider(&args)) {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("tierlock-worker: {err}");
+            return ExitCode::from(2);
         }
     };
     match runtime.block_on(tierlock_testkit::worker::run(provider, &args[used..])) {

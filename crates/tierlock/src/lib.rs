@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | (always) | [`MemoryProvider`]: one process only | `tierlock-core` |
 //! | `file` (default) | `FileProvider`: lock files in a directory, local or on a network share | `tierlock-file` |
+//! | `postgres` (`postgres-rustls` for TLS) | `PostgresProvider`: PostgreSQL session advisory locks | `tierlock-postgres` |
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //!
 //! ```
@@ -45,6 +46,11 @@ pub use tierlock_core::{
 
 #[cfg(feature = "file")]
 pub use tierlock_file::{FileError, FileProvider, FileProviderBuilder};
+
+#[cfg(feature = "postgres")]
+pub use tierlock_postgres::{
+    Builder as PostgresBuilder, PostgresError, PostgresProvider, lock_key as postgres_lock_key,
+};
 
 #[cfg(feature = "mssql")]
 pub use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlProvider};

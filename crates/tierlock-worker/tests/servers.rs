@@ -1,0 +1,60 @@
+//! Real multi-process tests of the server providers: separate OS processes on one PostgreSQL
+//! (`TIERLOCK_PG_URL`) or SQL Server (`TIERLOCK_MSSQL_URL`); each test prints that it was skipped
+//! when its server is not configured.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tierlock_testkit::{multiprocess, server_url};
+
+fn worker() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tierlock-worker"))
+}
+
+/// The provider arguments for `kind` in a namespace of its own, or `None` (skipped).
+fn provider(kind: &str, var: &str, test: &str) -> Option<Vec<String>> {
+    let url = server_url(var)?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let namespace = format!("tierlock-mp:{test}:{}:{nanos}", std::process::id());
+    Some(vec![kind.to_owned(), url, namespace])
+}
+
+macro_rules! scenarios {
+    ($module:ident, $kind:literal, $var:literal) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn four_processes_count_to_8000() {
+                let Some(provider) = provider($kind, $var, "count") else {
+                    return;
+                };
+                let scratch = tempfile::tempdir().unwrap();
+                multiprocess::mutual_exclusion(worker(), &provider, scratch.path()).await;
+            }
+
+            #[tokio::test]
+            async fn a_killed_holder_frees_the_lock() {
+                let Some(provider) = provider($kind, $var, "kill") else {
+                    return;
+                };
+                let took = multiprocess::killed_holder_is_released(worker(), &provider).await;
+                eprintln!("the waiter got the lock {took:?} after the holder was killed");
+            }
+
+            #[tokio::test]
+            async fn a_busy_process_hands_the_lock_over() {
+                let Some(provider) = provider($kind, $var, "busy") else {
+                    return;
+                };
+                let took = multiprocess::busy_process_hands_over(worker(), &provider).await;
+                eprintln!("the asking process waited {took:?}");
+            }
+        }
+    };
+}
+
+scenarios!(postgres, "postgres", "TIERLOCK_PG_URL");
+scenarios!(mssql, "mssql", "TIERLOCK_MSSQL_URL");
