@@ -2,7 +2,20 @@
 //!
 //! ```text
 //! tierlock run --dir /mnt/share/locks --name nightly-export --timeout 30s -- ./export.sh
+//! tierlock run --url postgres://locker@db.internal/app --name nightly-export -- ./export.sh
 //! ```
+//!
+//! Where the lock lives is chosen by exactly one of:
+//!
+//! * `--dir DIR`: lock files in a directory on a local disk or a network share (no server);
+//! * `--url URL`: a database server every host reaches — `postgres://…` / `postgresql://…`
+//!   (PostgreSQL advisory locks, cargo feature `postgres`), `jdbc:sqlserver://…` or
+//!   `mssql:` + an ADO.NET connection string (SQL Server applocks, cargo feature `mssql`).
+//!   Both features are on by default; `--namespace NS` scopes the names on that server, and
+//!   `sslmode=require` in a PostgreSQL URL connects with TLS checked against the system's root
+//!   certificates. tierlock never echoes the URL (it may hold a password), but command lines
+//!   are visible to other local users (`ps`): keep such hosts' users trusted, or give the
+//!   database role no rights beyond connecting (advisory locks and applocks need none).
 //!
 //! The exit code is the command's; when the lock is not acquired in time it is 75
 //! (`EX_TEMPFAIL`, configurable with `--conflict-exit-code`) with a message on stderr.
@@ -16,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod duration;
+mod target;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -42,7 +56,10 @@ enum Command {
     /// running the command.
     #[command(
         after_help = "Examples:\n  tierlock run --dir ./locks --name demo -- sleep 5\n  \
-                      tierlock run --dir /mnt/share/locks --name nightly --timeout 0 -- ./job.sh"
+                      tierlock run --dir /mnt/share/locks --name nightly --timeout 0 -- ./job.sh\n  \
+                      tierlock run --url \"postgres://locker:$PGPASSWORD@db/app\" --name nightly -- ./job.sh\n  \
+                      tierlock run --url 'mssql:server=tcp:db,1433;database=app;user id=locker;password=…' \\\n      \
+                      --namespace billing --name nightly -- ./job.sh"
     )]
     Run(RunArgs),
 }
@@ -51,6 +68,11 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     provider: ProviderArgs,
+
+    /// Scope of lock names on the --url server (default ""): only runs with the same namespace
+    /// on the same database exclude each other. Not for --dir (use another directory).
+    #[arg(long, value_name = "NS", conflicts_with = "dir")]
+    namespace: Option<String>,
 
     /// The lock name (case-sensitive, 1 to 1024 bytes).
     #[arg(long, short = 'n')]
@@ -80,6 +102,15 @@ struct ProviderArgs {
     /// Lock directory (local disk or network share) for the file provider; created if missing.
     #[arg(long, short = 'd', value_name = "DIR")]
     dir: Option<PathBuf>,
+
+    /// Database server holding the lock, one of:
+    /// postgres://user:password@host:5432/db (or postgresql://; add ?sslmode=require for TLS
+    /// checked against the system's root certificates);
+    /// jdbc:sqlserver://host:1433;databaseName=db;user=…;password=…;
+    /// mssql:server=tcp:host,1433;database=db;user id=…;password=… (ADO.NET).
+    /// Every host must use the same database. tierlock never prints it.
+    #[arg(long, short = 'u', value_name = "URL")]
+    url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -102,12 +133,23 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let locks = match &args.provider.dir {
-        Some(dir) => match FileProvider::new(dir) {
+    let locks = match (&args.provider.dir, &args.provider.url) {
+        (Some(dir), _) => match FileProvider::new(dir) {
             Ok(provider) => LockManager::new(provider),
             Err(err) => return fail(&chain(&err)),
         },
-        None => return fail("no provider given (use --dir)"),
+        (None, Some(url)) => {
+            let namespace = args.namespace.as_deref().unwrap_or("");
+            let connected = match target::classify(url) {
+                Ok(target) => target::connect(target, namespace).await,
+                Err(err) => Err(err),
+            };
+            match connected {
+                Ok(locks) => locks,
+                Err(err) => return fail(&chain(&err)),
+            }
+        }
+        (None, None) => return fail("no provider given (use --dir or --url)"),
     };
 
     let start = Instant::now();
@@ -222,8 +264,12 @@ fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors repeat their cause in their own message: say it once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -144,7 +144,18 @@ fn help_explains_run() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--dir", "--name", "--timeout", "--conflict-exit-code", "75"] {
+    for needle in [
+        "--dir",
+        "--url",
+        "postgres://",
+        "jdbc:sqlserver://",
+        "mssql:",
+        "--namespace",
+        "--name",
+        "--timeout",
+        "--conflict-exit-code",
+        "75",
+    ] {
         assert!(help.contains(needle), "help lacks {needle}: {help}");
     }
 }

@@ -1,0 +1,323 @@
+//! `--url`: which server provider a URL names, and connecting to it.
+//!
+//! | form | provider |
+//! |---|---|
+//! | `postgres://…`, `postgresql://…` | PostgreSQL session advisory locks (cargo feature `postgres`) |
+//! | `jdbc:sqlserver://host:1433;databaseName=…;user=…;password=…` | SQL Server applocks (feature `mssql`) |
+//! | `mssql:` + an ADO.NET connection string, e.g. `mssql:server=tcp:host,1433;user id=…` | SQL Server applocks (feature `mssql`) |
+//!
+//! `sqlserver://` is not accepted: no SQL Server driver parses it, so the error names the two
+//! forms that work. Classification is pure string work and does not depend on the cargo
+//! features; a build without a provider reports that when it would connect.
+//!
+//! Connection strings carry passwords, so no message here ever contains the URL: errors name
+//! the scheme at most, and the drivers' errors (connection refused, login failed) name the
+//! server and the user, never the password.
+//!
+//! PostgreSQL TLS: `sslmode=require` in the URL's query connects with TLS through rustls and
+//! checks the server certificate (and host name) against the system's root certificates
+//! (`SSL_CERT_FILE` / `SSL_CERT_DIR` override them), i.e. it behaves like libpq's
+//! `verify-full`. `sslmode=disable`/`prefer`, or none, connect in plain text; tokio-postgres
+//! knows no other `sslmode` values (`verify-full` is refused as an invalid connection string).
+
+use tierlock::LockManager;
+
+/// A server provider and the connection string its driver takes.
+#[derive(PartialEq, Eq)]
+pub enum Target {
+    /// A `postgres://` URL, scheme in lower case as tokio-postgres wants it.
+    Postgres(String),
+    /// An ADO.NET or `jdbc:sqlserver://` connection string for tiberius.
+    Mssql(String),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password: never print it.
+        match self {
+            Target::Postgres(_) => f.write_str("Postgres(..)"),
+            Target::Mssql(_) => f.write_str("Mssql(..)"),
+        }
+    }
+}
+
+/// Why a `--url` cannot be used. Never contains the URL itself (it may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The text has no `scheme:` prefix.
+    #[error(
+        "--url is not a URL (expected postgres://…, jdbc:sqlserver://… or mssql:<ADO.NET connection string>)"
+    )]
+    NoScheme,
+    /// `sqlserver://`, which no driver parses.
+    #[error(
+        "--url sqlserver://… is not supported; use jdbc:sqlserver://host:1433;databaseName=…;user=…;password=… \
+         or mssql:server=tcp:host,1433;database=…;user id=…;password=…"
+    )]
+    SqlServerScheme,
+    /// A scheme no provider handles.
+    #[error(
+        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://… or mssql:…)"
+    )]
+    UnknownScheme {
+        /// The scheme, lower-cased.
+        scheme: String,
+    },
+    /// The provider was left out of this build.
+    #[cfg_attr(all(feature = "postgres", feature = "mssql"), allow(dead_code))]
+    #[error("this build of tierlock has no {database} support (feature `{feature}`)")]
+    NotBuilt {
+        /// `PostgreSQL` or `SQL Server`.
+        database: &'static str,
+        /// The cargo feature of `tierlock-cli` that adds it.
+        feature: &'static str,
+    },
+    /// The provider refused the connection string or could not connect.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mssql")), allow(dead_code))]
+    #[error("cannot use {database}")]
+    Provider {
+        /// `PostgreSQL` or `SQL Server`.
+        database: &'static str,
+        /// The provider's error.
+        #[source]
+        source: tierlock::BoxError,
+    },
+}
+
+/// Tells which provider `url` is for.
+pub fn classify(url: &str) -> Result<Target, TargetError> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once(':').ok_or(TargetError::NoScheme)?;
+    let valid_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !valid_scheme {
+        return Err(TargetError::NoScheme);
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "postgres" | "postgresql" if rest.starts_with("//") => {
+            Ok(Target::Postgres(format!("{scheme}:{rest}")))
+        }
+        "jdbc" => match rest.split_once("://") {
+            Some((sub, tail)) if sub.eq_ignore_ascii_case("sqlserver") => {
+                Ok(Target::Mssql(format!("jdbc:sqlserver://{tail}")))
+            }
+            _ => Err(TargetError::UnknownScheme {
+                scheme: "jdbc".to_owned(),
+            }),
+        },
+        "mssql" if !rest.starts_with("//") && !rest.trim().is_empty() => {
+            Ok(Target::Mssql(rest.trim().to_owned()))
+        }
+        "sqlserver" | "mssql" => Err(TargetError::SqlServerScheme),
+        _ => Err(TargetError::UnknownScheme { scheme }),
+    }
+}
+
+/// Makes a lock manager on the provider `target` names; `namespace` scopes the lock names.
+pub async fn connect(target: Target, namespace: &str) -> Result<LockManager, TargetError> {
+    match target {
+        Target::Postgres(url) => postgres(url, namespace).await,
+        Target::Mssql(conn) => mssql(&conn, namespace),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: String, namespace: &str) -> Result<LockManager, TargetError> {
+    let provider_error = |source: tierlock::BoxError| TargetError::Provider {
+        database: "PostgreSQL",
+        source,
+    };
+    let mut builder = tierlock::PostgresProvider::builder(url.as_str()).namespace(namespace);
+    if requires_tls(&url) {
+        builder = builder.tls(tls_config().map_err(provider_error)?);
+    }
+    let provider = builder
+        .connect()
+        .await
+        .map_err(|err| provider_error(Box::new(err)))?;
+    Ok(LockManager::new(provider))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: String, _namespace: &str) -> Result<LockManager, TargetError> {
+    Err(TargetError::NotBuilt {
+        database: "PostgreSQL",
+        feature: "postgres",
+    })
+}
+
+/// Whether the URL's query says `sslmode=require`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn requires_tls(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    query
+        .split('&')
+        .any(|pair| pair.eq_ignore_ascii_case("sslmode=require"))
+}
+
+/// rustls with ring and the system's root certificates.
+#[cfg(feature = "postgres")]
+fn tls_config() -> Result<rustls::ClientConfig, tierlock::BoxError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(Box::new(NoRootCertificates));
+    }
+    // Several rustls crypto providers may be compiled in (ring here, aws-lc-rs for SQL
+    // Server): name one explicitly.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// `sslmode=require` but no usable root certificate on this system.
+#[cfg(feature = "postgres")]
+#[derive(Debug, thiserror::Error)]
+#[error("sslmode=require: no trusted root certificates found (set SSL_CERT_FILE to a PEM file)")]
+struct NoRootCertificates;
+
+#[cfg(feature = "mssql")]
+fn mssql(conn: &str, namespace: &str) -> Result<LockManager, TargetError> {
+    let provider = tierlock::MssqlProvider::builder(conn)
+        .and_then(|builder| builder.namespace(namespace).build())
+        .map_err(|err| TargetError::Provider {
+            database: "SQL Server",
+            source: Box::new(err),
+        })?;
+    Ok(LockManager::new(provider))
+}
+
+#[cfg(not(feature = "mssql"))]
+fn mssql(_conn: &str, _namespace: &str) -> Result<LockManager, TargetError> {
+    Err(TargetError::NotBuilt {
+        database: "SQL Server",
+        feature: "mssql",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(url: &str) -> Target {
+        Target::Postgres(url.to_owned())
+    }
+
+    fn ms(conn: &str) -> Target {
+        Target::Mssql(conn.to_owned())
+    }
+
+    #[test]
+    fn postgres_urls() {
+        let url = "postgres://app:secret@db:5432/app";
+        assert_eq!(classify(url).unwrap(), pg(url));
+        let url = "postgresql://db/app?sslmode=require";
+        assert_eq!(classify(url).unwrap(), pg(url));
+        assert_eq!(
+            classify(" POSTGRES://db/app ").unwrap(),
+            pg("postgres://db/app")
+        );
+    }
+
+    #[test]
+    fn sql_server_forms() {
+        let jdbc = "jdbc:sqlserver://db:1433;databaseName=app;user=u;password=p";
+        assert_eq!(classify(jdbc).unwrap(), ms(jdbc));
+        assert_eq!(
+            classify("JDBC:SQLServer://db:1433;user=u").unwrap(),
+            ms("jdbc:sqlserver://db:1433;user=u")
+        );
+        assert_eq!(
+            classify("mssql:server=tcp:db,1433;user id=u;password=p").unwrap(),
+            ms("server=tcp:db,1433;user id=u;password=p")
+        );
+    }
+
+    #[test]
+    fn rejected_forms_never_echo_the_url() {
+        let cases = [
+            ("sqlserver://u:hunter2@db/app", "jdbc:sqlserver://"),
+            ("mssql://u:hunter2@db/app", "jdbc:sqlserver://"),
+            ("mssql:", "jdbc:sqlserver://"),
+            ("mysql://u:hunter2@db/app", "unknown scheme \"mysql\""),
+            (
+                "jdbc:postgresql://db/app?password=hunter2",
+                "unknown scheme \"jdbc\"",
+            ),
+            ("postgres:hunter2", "unknown scheme \"postgres\""),
+            ("u:hunter2@db", "unknown scheme \"u\""),
+            ("hunter2", "not a URL"),
+            ("/path/hunter2:x", "not a URL"),
+            ("", "not a URL"),
+        ];
+        for (url, expected) in cases {
+            let message = classify(url).unwrap_err().to_string();
+            assert!(message.contains(expected), "{url}: {message}");
+            assert!(!message.contains("hunter2"), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_connection_string() {
+        let target = classify("postgres://u:hunter2@db/app").unwrap();
+        assert_eq!(format!("{target:?}"), "Postgres(..)");
+    }
+
+    #[test]
+    fn tls_only_when_required() {
+        assert!(requires_tls("postgres://db/app?sslmode=require"));
+        assert!(requires_tls(
+            "postgres://db/app?application_name=x&sslmode=require"
+        ));
+        assert!(!requires_tls("postgres://db/app?sslmode=prefer"));
+        assert!(!requires_tls("postgres://db/app"));
+        assert!(!requires_tls("postgres://u:sslmode=require@db/app"));
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn postgres_left_out_is_said_plainly() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = runtime
+            .block_on(connect(pg("postgres://db/app"), ""))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this build of tierlock has no PostgreSQL support (feature `postgres`)"
+        );
+    }
+
+    #[cfg(not(feature = "mssql"))]
+    #[test]
+    fn mssql_left_out_is_said_plainly() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = runtime
+            .block_on(connect(ms("server=tcp:db,1433"), ""))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this build of tierlock has no SQL Server support (feature `mssql`)"
+        );
+    }
+
+    #[cfg(feature = "mssql")]
+    #[test]
+    fn mssql_provider_is_built_without_connecting() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let target = classify("mssql:server=tcp:db.invalid,1433;user id=u;password=p").unwrap();
+        assert!(runtime.block_on(connect(target, "ns")).is_ok());
+    }
+}

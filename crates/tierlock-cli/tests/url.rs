@@ -1,0 +1,269 @@
+//! `tierlock run --url …`: the server providers from the command line.
+//!
+//! The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`) and
+//! are skipped without it (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The
+//! rest needs no server.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn tierlock(url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+    cmd.args(["run", "--url", url]).args(args);
+    cmd
+}
+
+fn output(mut cmd: Command) -> Output {
+    cmd.output().expect("cannot run tierlock")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A namespace no other test run uses.
+fn unique_namespace(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cli-{test}-{}-{nanos}", std::process::id())
+}
+
+/// Starts a holder that touches `marker` once it holds the lock, then sleeps a minute.
+fn hold(url: &str, namespace: &str, name: &str, marker: &Path) -> Child {
+    let script = format!("touch '{}'; sleep 60", marker.display());
+    let child = tierlock(
+        url,
+        &[
+            "--namespace",
+            namespace,
+            "--name",
+            name,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("cannot start the holder");
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the holder never got the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// SIGTERM stops the holder's command; tierlock then releases and exits.
+fn stop(mut holder: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(holder.wait().unwrap().code(), Some(128 + 9));
+}
+
+#[test]
+fn postgres_zero_timeout_conflicts_and_namespaces_are_independent() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_PG_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = unique_namespace("conflict");
+    let other_ns = format!("{ns}-other");
+    let holder = hold(&url, &ns, "job", &dir.path().join("held"));
+
+    let out = output(tierlock(
+        &url,
+        &[
+            "--namespace",
+            &ns,
+            "--name",
+            "job",
+            "--timeout",
+            "0",
+            "--",
+            "true",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("held elsewhere"), "{}", stderr(&out));
+
+    let out = output(tierlock(
+        &url,
+        &[
+            "--namespace",
+            &other_ns,
+            "--name",
+            "job",
+            "--timeout",
+            "0",
+            "--",
+            "true",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    stop(holder);
+    let out = output(tierlock(
+        &url,
+        &[
+            "--namespace",
+            &ns,
+            "--name",
+            "job",
+            "--timeout",
+            "10s",
+            "--",
+            "true",
+        ],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the lock stayed held: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn postgresql_scheme_runs_the_command_and_returns_its_code() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_PG_URL") else {
+        return;
+    };
+    let url = url.replacen("postgres://", "postgresql://", 1);
+    assert!(url.starts_with("postgresql://"), "unexpected URL form");
+    let ns = unique_namespace("scheme");
+    let out = output(tierlock(
+        &url,
+        &[
+            "--namespace",
+            &ns,
+            "--name",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            "echo ok; exit 4",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+/// `sslmode=require` verifies the server certificate against the roots in `SSL_CERT_FILE`:
+/// with scripts/pg-start's CA it connects, with no trusted CA it is refused.
+#[test]
+fn postgres_sslmode_require_checks_the_certificate() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_PG_URL") else {
+        return;
+    };
+    let Ok(ca) = std::env::var("TIERLOCK_PG_TLS_CA") else {
+        eprintln!("skipped: TIERLOCK_PG_TLS_CA not set (the server has no TLS)");
+        return;
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}sslmode=require");
+    let ns = unique_namespace("tls");
+    let args = ["--namespace", ns.as_str(), "--name", "x", "--", "true"];
+
+    let mut trusted = tierlock(&url, &args);
+    trusted.env("SSL_CERT_FILE", &ca).env_remove("SSL_CERT_DIR");
+    let out = output(trusted);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let mut untrusted = tierlock(&url, &args);
+    untrusted
+        .env("SSL_CERT_FILE", empty.path())
+        .env_remove("SSL_CERT_DIR");
+    let out = output(untrusted);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn unreachable_server_fails_without_showing_the_password() {
+    let cases = [
+        ("postgres://locker:hunter2@127.0.0.1:1/app", "PostgreSQL"),
+        (
+            "mssql:server=tcp:127.0.0.1,1;user id=locker;password=hunter2",
+            "",
+        ),
+        (
+            "jdbc:sqlserver://127.0.0.1:1;user=locker;password=hunter2",
+            "",
+        ),
+    ];
+    for (url, needle) in cases {
+        let out = output(tierlock(
+            url,
+            &["--name", "x", "--timeout", "0", "--", "true"],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{url}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn unknown_schemes_are_refused() {
+    for (url, needle) in [
+        ("mysql://locker:hunter2@db/app", "unknown scheme \"mysql\""),
+        ("sqlserver://locker:hunter2@db/app", "jdbc:sqlserver://"),
+        ("locker-hunter2", "not a URL"),
+    ] {
+        let out = output(tierlock(url, &["--name", "x", "--", "true"]));
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{url}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn dir_and_url_together_are_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    let url = "postgres://locker:hunter2@db/app";
+    let url_first = tierlock(url, &["--dir", dir, "--name", "x", "--", "true"]);
+    let mut dir_first = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+    dir_first.args([
+        "run", "--dir", dir, "--url", url, "--name", "x", "--", "true",
+    ]);
+    for cmd in [url_first, dir_first] {
+        let out = output(cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("cannot be used with"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn namespace_with_dir_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output({
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+        cmd.args(["run", "--dir"]).arg(dir.path()).args([
+            "--namespace",
+            "ns",
+            "--name",
+            "x",
+            "--",
+            "true",
+        ]);
+        cmd
+    });
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--namespace"), "{}", stderr(&out));
+}
