@@ -12,7 +12,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum MssqlError {
     /// The connection string could not be parsed.
-    #[error("invalid SQL Server connection string: {source}")]
+    #[error("invalid SQL Server connection string")]
     Config {
         /// The parser's error.
         #[source]
