@@ -132,6 +132,22 @@ fn contended(c: &mut Criterion) {
         });
     });
 
+    group.bench_function("naive_c_cleanup", |b| {
+        let naive = Arc::new(NaiveStd::new());
+        b.iter_custom(|iters| {
+            rounds(&rt, iters, |counter| {
+                let naive = Arc::clone(&naive);
+                async move {
+                    for _ in 0..CYCLES {
+                        let guard = naive.lock_c(SHORT_NAME).await;
+                        critical_section(&counter);
+                        drop(guard);
+                    }
+                }
+            })
+        });
+    });
+
     // The naive lock A with a 1 s timeout around each wait, as tierlock's `lock` has.
     group.bench_function("naive_a_timeout_1s", |b| {
         let naive = Arc::new(NaiveStd::new());

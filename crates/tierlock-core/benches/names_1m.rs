@@ -1,7 +1,7 @@
 //! 1,000,000 distinct names, each acquired and released once: sequentially in one task, and
 //! split over 8 tasks on a 2-worker runtime. tierlock removes every entry (checked: the entry
 //! count is 0 afterwards); the naive keyed lock keeps all 1,000,000 (a fresh map per
-//! iteration; dropping it is not timed). Peak memory is measured by the `million_names`
+//! iteration; dropping it is not timed), except variant C, which removes unused entries. Peak memory is measured by the `million_names`
 //! example, not here.
 
 mod common;
@@ -51,8 +51,19 @@ fn tierlock_run(
     elapsed
 }
 
-/// The same with the naive keyed lock A on a fresh map; the map is dropped after timing.
-fn naive_run(rt: &Runtime, names: &Arc<Vec<String>>, tasks: usize, entry_api: bool) -> Duration {
+/// Which naive keyed lock to run.
+#[derive(Clone, Copy, PartialEq)]
+enum Naive {
+    /// Get, then insert if missing; keeps every entry.
+    A,
+    /// Entry API; keeps every entry.
+    B,
+    /// A, removing unused entries on unlock.
+    C,
+}
+
+/// The same with a naive keyed lock on a fresh map; the map is dropped after timing.
+fn naive_run(rt: &Runtime, names: &Arc<Vec<String>>, tasks: usize, variant: Naive) -> Duration {
     let chunk = NAMES / tasks;
     let naive = Arc::new(NaiveStd::new());
     let start = Instant::now();
@@ -62,10 +73,10 @@ fn naive_run(rt: &Runtime, names: &Arc<Vec<String>>, tasks: usize, entry_api: bo
                 let (naive, names) = (Arc::clone(&naive), Arc::clone(names));
                 tokio::spawn(async move {
                     for name in &names[t * chunk..(t + 1) * chunk] {
-                        if entry_api {
-                            drop(naive.lock_b(name).await);
-                        } else {
-                            drop(naive.lock_a(name).await);
+                        match variant {
+                            Naive::A => drop(naive.lock_a(name).await),
+                            Naive::B => drop(naive.lock_b(name).await),
+                            Naive::C => drop(naive.lock_c(name).await),
                         }
                     }
                 })
@@ -76,7 +87,8 @@ fn naive_run(rt: &Runtime, names: &Arc<Vec<String>>, tasks: usize, entry_api: bo
         }
     });
     let elapsed = start.elapsed();
-    assert_eq!(naive.len(), NAMES, "the naive map keeps every name");
+    let expected = if variant == Naive::C { 0 } else { NAMES };
+    assert_eq!(naive.len(), expected, "entries left in the naive map");
     elapsed
 }
 
@@ -99,14 +111,21 @@ fn names_1m(c: &mut Criterion) {
     group.bench_function("naive_a_sequential", |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| naive_run(&single, &names, 1, false))
+                .map(|_| naive_run(&single, &names, 1, Naive::A))
                 .sum()
         });
     });
     group.bench_function("naive_b_sequential", |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| naive_run(&single, &names, 1, true))
+                .map(|_| naive_run(&single, &names, 1, Naive::B))
+                .sum()
+        });
+    });
+    group.bench_function("naive_c_cleanup_sequential", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| naive_run(&single, &names, 1, Naive::C))
                 .sum()
         });
     });
@@ -121,7 +140,7 @@ fn names_1m(c: &mut Criterion) {
     group.bench_function("naive_a_8_tasks", |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| naive_run(&multi, &names, TASKS, false))
+                .map(|_| naive_run(&multi, &names, TASKS, Naive::A))
                 .sum()
         });
     });

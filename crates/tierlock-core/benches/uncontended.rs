@@ -67,6 +67,23 @@ fn uncontended(c: &mut Criterion) {
             });
         });
 
+        group.bench_function(BenchmarkId::new("naive_c_cleanup", label), |b| {
+            let naive = Arc::new(NaiveStd::new());
+            b.iter_custom(|iters| {
+                let naive = Arc::clone(&naive);
+                in_task(&rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let guard = naive.lock_c(black_box(name)).await;
+                        drop(black_box(guard));
+                    }
+                    let elapsed = start.elapsed();
+                    assert_eq!(naive.len(), 0);
+                    elapsed
+                })
+            });
+        });
+
         // Not a baseline the issue asks for: the naive lock A with tierlock's hasher, to show
         // how much of any difference is SipHash vs foldhash.
         group.bench_function(BenchmarkId::new("naive_a_foldhash", label), |b| {

@@ -1,6 +1,7 @@
 //! Acquires and releases 1,000,000 distinct names and reports time, peak memory and the
 //! manager's entry count (which must be back at 0), then does the same with the naive keyed
-//! lock (`DashMap<String, Arc<tokio::sync::Mutex<()>>>`), which keeps every name.
+//! lock (`DashMap<String, Arc<tokio::sync::Mutex<()>>>`): variant C removes unused entries on
+//! unlock, variant A keeps every name.
 //!
 //! ```text
 //! cargo run --release -p tierlock-core --example million_names [all|tierlock|naive]
@@ -89,8 +90,9 @@ async fn tierlock_range(
     Ok(())
 }
 
-/// Locks and unlocks names `[from, to)` with the naive keyed lock (get, then insert if missing).
-async fn naive_range(map: Arc<Naive>, from: usize, to: usize) {
+/// Locks and unlocks names `[from, to)` with the naive keyed lock (get, then insert if
+/// missing); with `cleanup`, removes each entry again once nobody else holds its mutex.
+async fn naive_range(map: Arc<Naive>, from: usize, to: usize, cleanup: bool) {
     let mut name = String::new();
     for i in from..to {
         name.clear();
@@ -98,6 +100,9 @@ async fn naive_range(map: Arc<Naive>, from: usize, to: usize) {
         let existing = map.get(name.as_str()).map(|m| Arc::clone(&m));
         let mutex = existing.unwrap_or_else(|| Arc::clone(&map.entry(name.clone()).or_default()));
         drop(mutex.lock_owned().await);
+        if cleanup {
+            map.remove_if(name.as_str(), |_, m| Arc::strong_count(m) == 1);
+        }
     }
 }
 
@@ -121,13 +126,20 @@ fn tierlock(tasks: usize) -> Result<usize, Box<dyn Error>> {
     Ok(entries)
 }
 
-fn naive(tasks: usize) -> Result<usize, Box<dyn Error>> {
+fn naive(tasks: usize, cleanup: bool) -> Result<usize, Box<dyn Error>> {
     let map = Arc::new(Naive::new());
     let rt = runtime((tasks > 1).then_some(2))?;
     let chunk = NAMES / tasks;
     rt.block_on(async {
         let handles: Vec<_> = (0..tasks)
-            .map(|t| tokio::spawn(naive_range(Arc::clone(&map), t * chunk, (t + 1) * chunk)))
+            .map(|t| {
+                tokio::spawn(naive_range(
+                    Arc::clone(&map),
+                    t * chunk,
+                    (t + 1) * chunk,
+                    cleanup,
+                ))
+            })
             .collect();
         for handle in handles {
             handle.await?;
@@ -151,7 +163,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         phase("tierlock 8 tasks", || tierlock(TASKS))?;
     }
     if mode == "all" || mode == "naive" {
-        phase("naive A sequential", || naive(1))?;
+        phase("naive C (cleanup) seq.", || naive(1, true))?;
+        phase("naive A sequential", || naive(1, false))?;
     }
     if !["all", "tierlock", "naive"].contains(&mode.as_str()) {
         return Err(format!("unknown mode {mode:?}: expected all, tierlock or naive").into());

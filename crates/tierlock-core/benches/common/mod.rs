@@ -56,6 +56,18 @@ impl<S: BuildHasher + Clone + Default> NaiveKeyed<S> {
         self.mutex_entry(name).lock_owned().await
     }
 
+    /// Variant C: A, plus removal of the entry on unlock when nobody else holds its `Arc` (the
+    /// usual fix for the leak; `remove_if` runs under the shard's write lock, so no clone can
+    /// be taken meanwhile). This does the same map work as tierlock: insert and remove.
+    pub async fn lock_c<'a>(&'a self, name: &'a str) -> CleanupGuard<'a, S> {
+        let guard = self.mutex_get_then_insert(name).lock_owned().await;
+        CleanupGuard {
+            map: &self.map,
+            name,
+            guard: Some(guard),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -90,4 +102,19 @@ where
     F: Future<Output = Duration> + Send + 'static,
 {
     rt.block_on(async move { tokio::spawn(body).await.expect("bench task panicked") })
+}
+
+/// The guard of the naive keyed lock C: unlocks, then removes the entry if it is unused.
+pub struct CleanupGuard<'a, S: BuildHasher + Clone> {
+    map: &'a DashMap<String, Arc<Mutex<()>>, S>,
+    name: &'a str,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl<S: BuildHasher + Clone> Drop for CleanupGuard<'_, S> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.map
+            .remove_if(self.name, |_, mutex| Arc::strong_count(mutex) == 1);
+    }
 }
