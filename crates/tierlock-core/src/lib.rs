@@ -70,6 +70,7 @@ mod memory;
 mod name;
 mod owner;
 pub mod provider;
+mod shards;
 mod stats;
 mod table;
 

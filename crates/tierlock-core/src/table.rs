@@ -21,13 +21,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry as MapEntry;
 use parking_lot::Mutex;
 use smol_str::SmolStr;
 
 use crate::owner::Owner;
 use crate::provider::ExternalLock;
+use crate::shards::{Map, Slot};
 
 /// Who holds an entry: an owner, tagged with the manager it acquired through (so that two
 /// managers sharing one table exclude each other even for the same task).
@@ -67,17 +66,28 @@ impl Waiter {
     }
 }
 
-/// Wakers collected under an entry's lock, woken after it is released.
+/// Wakers collected under an entry's lock, woken after it is released. The first is stored
+/// inline: a hand-off wakes exactly one waiter and should not allocate.
 #[derive(Default)]
-struct Wakeups(Vec<Waker>);
+struct Wakeups {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
 
 impl Wakeups {
     fn push(&mut self, waker: Waker) {
-        self.0.push(waker);
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
     }
 
     fn wake(self) {
-        for waker in self.0 {
+        if let Some(waker) = self.first {
+            waker.wake();
+        }
+        for waker in self.rest {
             waker.wake();
         }
     }
@@ -158,11 +168,9 @@ pub(crate) struct Release {
     pub(crate) lost: bool,
 }
 
-type Hasher = foldhash::fast::RandomState;
-
 /// The per-name queues of one process (or of several managers sharing a memory provider).
 pub(crate) struct Table {
-    entries: DashMap<SmolStr, Entry, Hasher>,
+    entries: Map<Entry>,
     /// Whether a new holder must take an external lock (false for the memory provider's table).
     escalates: bool,
     /// How long the local queue stays back after handing the external lock to another process.
@@ -181,7 +189,7 @@ impl std::fmt::Debug for Table {
 impl Table {
     pub(crate) fn new(escalates: bool, handback_pause: Duration) -> Self {
         Table {
-            entries: DashMap::with_hasher(Hasher::default()),
+            entries: Map::new(),
             escalates,
             handback_pause,
         }
@@ -190,20 +198,12 @@ impl Table {
     /// Registers `holder`'s request for `name`: takes it, re-enters it, or queues behind the
     /// current holder (only if `may_wait`). Returns the key to use for every later call.
     pub(crate) fn enter(&self, name: &str, holder: Holder, may_wait: bool) -> (SmolStr, Enter) {
-        let key = SmolStr::new(name);
-        let outcome = match self.entries.entry(key.clone()) {
-            MapEntry::Vacant(vacant) => {
-                if self.escalates {
-                    vacant.insert(Entry::new(holder, 0));
-                    Enter::Escalate
-                } else {
-                    vacant.insert(Entry::new(holder, 1));
-                    Enter::Acquired
-                }
-            }
-            MapEntry::Occupied(mut occupied) => {
-                let entry = occupied.get_mut();
-                if entry.holder == holder && entry.count > 0 {
+        let escalates = self.escalates;
+        let (key, outcome) = self.entries.upsert(name, |slot| match slot {
+            Slot::Vacant if escalates => (Some(Entry::new(holder, 0)), Enter::Escalate),
+            Slot::Vacant => (Some(Entry::new(holder, 1)), Enter::Acquired),
+            Slot::Occupied(entry) => {
+                let outcome = if entry.holder == holder && entry.count > 0 {
                     entry.count += 1;
                     Enter::Reentered
                 } else if may_wait {
@@ -212,9 +212,10 @@ impl Table {
                     Enter::Queued(waiter)
                 } else {
                     Enter::Busy
-                }
+                };
+                (None, outcome)
             }
-        };
+        });
         (key, outcome)
     }
 
@@ -282,7 +283,7 @@ impl Table {
             external: None,
             lost: false,
         };
-        let removed = self.entries.remove_if_mut(key.as_str(), |_, entry| {
+        let removed = self.entries.remove_if_mut(key.as_str(), |entry| {
             if entry.holder != holder || entry.count == 0 {
                 return false;
             }
@@ -375,7 +376,7 @@ impl Table {
     /// escalates in its place, or the entry goes.
     pub(crate) fn abandon(&self, key: &SmolStr, holder: Holder) {
         let mut wakeups = Wakeups::default();
-        let removed = self.entries.remove_if_mut(key.as_str(), |_, entry| {
+        let removed = self.entries.remove_if_mut(key.as_str(), |entry| {
             if entry.holder != holder || entry.count != 0 {
                 debug_assert!(false, "abandoned an escalation not in progress");
                 return false;
@@ -392,13 +393,15 @@ impl Table {
 
     /// When an escalation of `key` should start, if the external lock was just handed back.
     pub(crate) fn yield_until(&self, key: &SmolStr) -> Option<Instant> {
-        self.entries.get(key.as_str()).and_then(|e| e.yield_until)
+        self.entries
+            .get_mut(key.as_str())
+            .and_then(|e| e.yield_until)
     }
 
     /// Whether anyone is queued for `key`.
     pub(crate) fn has_waiters(&self, key: &SmolStr) -> bool {
         self.entries
-            .get(key.as_str())
+            .get_mut(key.as_str())
             .is_some_and(|e| !e.queue.is_empty())
     }
 
@@ -408,7 +411,7 @@ impl Table {
         key: &SmolStr,
         f: impl FnOnce(&dyn ExternalLock) -> T,
     ) -> Option<T> {
-        let entry = self.entries.get(key.as_str())?;
+        let entry = self.entries.get_mut(key.as_str())?;
         entry.external.as_deref().map(f)
     }
 
@@ -421,12 +424,12 @@ impl Table {
     pub(crate) fn census(&self) -> (usize, usize) {
         let mut held = 0;
         let mut waiting = 0;
-        for entry in self.entries.iter() {
+        self.entries.for_each(|entry| {
             if entry.count > 0 {
                 held += 1;
             }
             waiting += entry.queue.len();
-        }
+        });
         (held, waiting)
     }
 }
