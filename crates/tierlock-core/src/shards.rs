@@ -156,10 +156,7 @@ mod tests {
         map.upsert("b", |_| (None, ()));
         assert_eq!(map.len(), 1);
         assert!(map.remove_if_mut("a", |v| *v == 3).is_none());
-        assert_eq!(
-            map.remove_if_mut("a", |v| *v == 2),
-            Some(("a".into(), 2))
-        );
+        assert_eq!(map.remove_if_mut("a", |v| *v == 2), Some(("a".into(), 2)));
         assert_eq!(map.len(), 0);
     }
 

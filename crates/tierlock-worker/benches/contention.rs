@@ -2,7 +2,9 @@
 //! in-process tier and with it bypassed (every acquisition goes to the provider).
 //!
 //! `cargo bench -p tierlock-worker --bench contention` (`TIERLOCK_BENCH_SECS` changes the 10 s
-//! per run, `TIERLOCK_BENCH_CRIT_US` the 100 µs critical section). Prints critical sections per second and per-process wait percentiles.
+//! per run, `TIERLOCK_BENCH_CRIT_US` the 100 µs critical section). With
+//! `TIERLOCK_BENCH_PROVIDER=postgres` it runs on the PostgreSQL server named by
+//! `TIERLOCK_PG_URL` instead of a lock directory. Prints critical sections per second and per-process wait percentiles.
 
 use std::path::Path;
 
@@ -26,12 +28,20 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
+    let kind = std::env::var("TIERLOCK_BENCH_PROVIDER").unwrap_or_else(|_| "file".to_owned());
     let bin = Path::new(env!("CARGO_BIN_EXE_tierlock-worker"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut rates = Vec::new();
     for (label, bypass) in [("with the in-process tier", false), ("tier bypassed", true)] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let provider = vec!["file".to_owned(), dir.path().to_string_lossy().into_owned()];
+        let provider = match kind.as_str() {
+            "postgres" => vec![
+                "postgres".to_owned(),
+                std::env::var("TIERLOCK_PG_URL").expect("TIERLOCK_PG_URL must name the server"),
+                format!("bench:{}:{bypass}", std::process::id()),
+            ],
+            _ => vec!["file".to_owned(), dir.path().to_string_lossy().into_owned()],
+        };
         let lines = runtime.block_on(multiprocess::contention(
             bin,
             &provider,
@@ -44,7 +54,7 @@ fn main() {
         let total: u64 = lines.iter().map(|l| field(l, "sections")).sum();
         let rate = total as f64 / secs as f64;
         println!(
-            "file provider, 2 processes x 4 tasks, {critical_us} us sections, {secs} s, {label}:"
+            "{kind} provider, 2 processes x 4 tasks, {critical_us} us sections, {secs} s, {label}:"
         );
         println!("  {rate:.0} critical sections/s");
         for (i, line) in lines.iter().enumerate() {
