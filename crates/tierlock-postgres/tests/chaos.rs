@@ -5,20 +5,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{admin, eventually, fresh_namespace, holders, server_url};
+use common::{admin, eventually, fresh_namespace, holders, provider, server_url};
 use tierlock_core::{LockError, LockManager, LockName, Provider};
-use tierlock_postgres::PostgresProvider;
 
 const URL: &str = "TIERLOCK_PG_URL";
 const BOUND: Duration = Duration::from_secs(10);
-
-async fn provider(url: &str, namespace: &str) -> PostgresProvider {
-    PostgresProvider::builder(url)
-        .namespace(namespace)
-        .connect()
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_holder_backend_fires_lost_and_another_process_acquires() {

@@ -5,20 +5,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{admin, eventually, fresh_namespace, holders, server_url};
+use common::{admin, eventually, fresh_namespace, holders, provider, server_url};
 use tierlock_core::{LockManager, LockName, Provider};
 use tierlock_postgres::{PostgresError, PostgresProvider};
 
 const URL: &str = "TIERLOCK_PG_URL";
 const BOUND: Duration = Duration::from_secs(10);
-
-async fn provider(url: &str, namespace: &str) -> PostgresProvider {
-    PostgresProvider::builder(url)
-        .namespace(namespace)
-        .connect()
-        .await
-        .unwrap()
-}
 
 fn name(s: &str) -> LockName {
     LockName::new(s).unwrap()

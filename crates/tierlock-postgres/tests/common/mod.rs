@@ -9,6 +9,15 @@ use tokio_postgres::{Client, NoTls};
 #[allow(unused_imports)]
 pub use tierlock_testkit::server_url;
 
+/// A provider on `url` in `namespace`, connected.
+pub async fn provider(url: &str, namespace: &str) -> tierlock_postgres::PostgresProvider {
+    tierlock_postgres::PostgresProvider::builder(url)
+        .namespace(namespace)
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// A namespace no other test (or earlier run) uses.
 pub fn fresh_namespace(label: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
