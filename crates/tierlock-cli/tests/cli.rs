@@ -1,8 +1,11 @@
 //! The `tierlock` binary, run as users run it.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use common::{holder_script, output, spawn_holder, stderr};
 
 fn tierlock(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
@@ -10,30 +13,13 @@ fn tierlock(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn output(mut cmd: Command) -> Output {
-    cmd.output().expect("cannot run tierlock")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Starts a holder that touches `marker` once it holds the lock, then sleeps `secs`.
 fn hold(dir: &Path, name: &str, marker: &Path, secs: u32) -> std::process::Child {
-    let script = format!("touch '{}'; sleep {secs}", marker.display());
-    let child = tierlock(dir, &["--name", name, "--", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cannot start the holder");
-    let start = Instant::now();
-    while !marker.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the holder never got the lock"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
+    let script = holder_script(marker, secs);
+    spawn_holder(
+        tierlock(dir, &["--name", name, "--", "sh", "-c", &script]),
+        marker,
+    )
 }
 
 #[test]

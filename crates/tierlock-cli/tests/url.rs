@@ -4,22 +4,18 @@
 //! are skipped without it (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The
 //! rest needs no server.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Child, Command};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{holder_script, output, spawn_holder, stderr};
 
 fn tierlock(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
     cmd.args(["run", "--url", url]).args(args);
     cmd
-}
-
-fn output(mut cmd: Command) -> Output {
-    cmd.output().expect("cannot run tierlock")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A namespace no other test run uses.
@@ -33,32 +29,18 @@ fn unique_namespace(test: &str) -> String {
 
 /// Starts a holder that touches `marker` once it holds the lock, then sleeps a minute.
 fn hold(url: &str, namespace: &str, name: &str, marker: &Path) -> Child {
-    let script = format!("touch '{}'; sleep 60", marker.display());
-    let child = tierlock(
-        url,
-        &[
-            "--namespace",
-            namespace,
-            "--name",
-            name,
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("cannot start the holder");
-    let start = Instant::now();
-    while !marker.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the holder never got the lock"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
+    let script = holder_script(marker, 60);
+    let args = [
+        "--namespace",
+        namespace,
+        "--name",
+        name,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    spawn_holder(tierlock(url, &args), marker)
 }
 
 /// SIGTERM stops the holder's command; tierlock then releases and exits.
