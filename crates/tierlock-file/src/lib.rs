@@ -68,6 +68,7 @@
 mod error;
 mod files;
 mod mapping;
+mod mount;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,7 @@ use tierlock_core::{BoxError, ExternalLock, LockName, Provider, RequestMark, Wai
 
 pub use error::FileError;
 use files::FileLock;
+pub use mount::{Mount, MountClass};
 
 /// Default mode of a lock directory that the provider creates: owner and group.
 pub const DEFAULT_DIR_MODE: u32 = 0o770;
