@@ -91,9 +91,10 @@ impl LockGuard {
         let Some(external) = release.external else {
             return if release.lost { Err(lost()) } else { Ok(()) };
         };
-        let was_lost = release.lost || external.lost_signal().is_some_and(|s| s.is_lost());
+        // Checked after the release too: a provider may only find out while releasing.
+        let signal = external.lost_signal();
         let result = external.release().await;
-        if was_lost {
+        if release.lost || signal.is_some_and(|s| s.is_lost()) {
             return Err(lost());
         }
         result.map_err(|source| LockError::Provider {

@@ -10,9 +10,10 @@
 //! 3. then the first [`HASH_BYTES`] bytes of the SHA-256 of the name's UTF-8 bytes, in RFC 4648
 //!    base32, lowercase, without padding (32 characters).
 //!
-//! The lock file is `stem + ".lock"`, the request file `stem + ".req"`. The result contains only
-//! `[A-Za-z0-9._-]`, never starts with `.`, and is at most 40 + 1 + 32 + 5 = 78 bytes long, so it
-//! is a single path component on every platform and never leaves the directory.
+//! The lock file is `stem + ".lock"`, the request file `stem + ".req"` (flock mode), the lease
+//! directory `stem + ".lease"` (lease mode). The result contains only `[A-Za-z0-9._-]`, never
+//! starts with `.`, and is at most 40 + 1 + 32 + 6 = 79 bytes long, so it is a single path
+//! component on every platform and never leaves the directory.
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +29,9 @@ pub(crate) const LOCK_EXT: &str = "lock";
 /// Extension of request files.
 pub(crate) const REQUEST_EXT: &str = "req";
 
+/// Extension of lease directories.
+pub(crate) const LEASE_EXT: &str = "lease";
+
 /// The lock file's name for `name`.
 pub(crate) fn lock_file_name(name: &str) -> String {
     with_extension(stem(name), LOCK_EXT)
@@ -36,6 +40,11 @@ pub(crate) fn lock_file_name(name: &str) -> String {
 /// The request file's name for `name`.
 pub(crate) fn request_file_name(name: &str) -> String {
     with_extension(stem(name), REQUEST_EXT)
+}
+
+/// The lease directory's name for `name`.
+pub(crate) fn lease_dir_name(name: &str) -> String {
+    with_extension(stem(name), LEASE_EXT)
 }
 
 fn with_extension(mut stem: String, extension: &str) -> String {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tierlock_core::{LockManager, LockName, Provider};
-use tierlock_file::FileProvider;
+use tierlock_file::{FileLockMode, FileProvider};
 
 fn file_name(provider: &FileProvider, name: &str) -> String {
     let path = provider.lock_file_path(&LockName::new(name).unwrap());
@@ -108,31 +108,56 @@ fn hostile_names_stay_inside_the_directory() {
 
 #[tokio::test]
 async fn hostile_names_lock_files_inside_the_directory() {
+    hostile_names_stay_inside(FileLockMode::Flock).await;
+}
+
+#[tokio::test]
+async fn hostile_names_lease_directories_inside_the_directory() {
+    hostile_names_stay_inside(FileLockMode::lease()).await;
+}
+
+/// Locks every hostile name once in `mode` and checks what appeared on disk.
+async fn hostile_names_stay_inside(mode: FileLockMode) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("locks");
-    let locks = LockManager::new(FileProvider::new(&dir).unwrap());
-    let names = hostile_names();
-    for name in &names {
+    let provider = FileProvider::builder(&dir).mode(mode).build().unwrap();
+    let path_of = |name: &LockName| match mode {
+        FileLockMode::Flock => provider.lock_file_path(name),
+        _ => provider.lease_dir_path(name),
+    };
+    let mut expected: Vec<_> = hostile_names()
+        .iter()
+        .map(|n| path_of(&LockName::new(n).unwrap()))
+        .collect();
+    expected.push(dir.join(".tierlock-mode"));
+    expected.sort();
+    let locks = LockManager::new(provider);
+    for name in &hostile_names() {
         let guard = locks.lock(name, Duration::from_secs(5)).await.unwrap();
         guard.release().await.unwrap();
     }
-    // Only the lock directory appeared next to it, and it holds one lock file per name (request
-    // files appear only when a name is contended), nothing in subdirectories.
+    // Only the lock directory appeared next to it, and it holds the mode file and one lock
+    // file (flock) or lease directory (lease) per name; request files appear only when a name
+    // is contended.
     let beside: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(beside.len(), 1);
     let mut inside = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let entry = entry.unwrap();
-        assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
+        let kind = entry.file_type().unwrap();
+        if entry.path().extension().is_some_and(|e| e == "lease") {
+            assert!(kind.is_dir(), "{:?}", entry.path());
+            let states: Vec<_> = std::fs::read_dir(entry.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert_eq!(states, ["free.1"], "{:?}", entry.path());
+        } else {
+            assert!(kind.is_file(), "{:?}", entry.path());
+        }
         inside.push(entry.path());
     }
     inside.sort();
-    let provider = FileProvider::new(&dir).unwrap();
-    let mut expected: Vec<_> = names
-        .iter()
-        .map(|n| provider.lock_file_path(&LockName::new(n).unwrap()))
-        .collect();
-    expected.sort();
     assert_eq!(inside, expected);
 }
 

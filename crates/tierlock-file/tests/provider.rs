@@ -203,7 +203,11 @@ async fn lock_files_are_kept_after_release() {
     held.release().await.unwrap();
     assert!(lock_path.is_file());
     assert!(request_path.is_file());
-    assert_eq!(std::fs::metadata(&lock_path).unwrap().len(), 0);
+    // The lock file holds the fencing counter, the request file nothing.
+    assert_eq!(
+        std::fs::read_to_string(&lock_path).unwrap(),
+        "00000000000000000002\n"
+    );
     assert_eq!(std::fs::metadata(&request_path).unwrap().len(), 0);
 }
 
@@ -241,8 +245,22 @@ fn new_creates_missing_directories() {
 
 #[test]
 fn relative_directories_are_made_absolute() {
-    let provider = FileProvider::new(".").unwrap();
+    // A relative path to a temporary directory (the provider leaves a mode file behind, so not
+    // the current directory itself).
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(tmp.path().strip_prefix("/").unwrap_or(tmp.path()));
+    assert!(relative.is_relative());
+    let provider = FileProvider::new(&relative).unwrap();
     assert!(provider.dir().is_absolute());
+    assert_eq!(
+        provider.dir().canonicalize().unwrap(),
+        tmp.path().canonicalize().unwrap()
+    );
 }
 
 #[cfg(unix)]
@@ -323,4 +341,58 @@ async fn an_unopenable_request_file_fails_the_request_and_never_signals() {
         "{err:?}"
     );
     assert!(!held.is_requested(), "cannot tell: keep the lock");
+}
+
+#[tokio::test]
+async fn flock_mode_fencing_tokens_grow_across_providers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = name("fenced");
+    let mut last = 0;
+    for round in 0..6 {
+        let provider = FileProvider::builder(tmp.path())
+            .mode(tierlock_file::FileLockMode::Flock)
+            .build()
+            .unwrap();
+        let held = try_acquire(&provider, &n).await.unwrap();
+        let token = held.fencing_token().unwrap();
+        assert_eq!(token, last + 1, "round {round}");
+        last = token;
+        if round % 2 == 0 {
+            held.release().await.unwrap();
+        } else {
+            drop(held);
+        }
+    }
+    // Through a guard.
+    let locks = LockManager::new(FileProvider::new(tmp.path()).unwrap());
+    let guard = locks.lock("fenced", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(guard.fencing_token(), Some(7));
+}
+
+#[tokio::test]
+async fn a_lock_file_with_garbage_is_an_error_and_stays_unlocked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = FileProvider::new(tmp.path()).unwrap();
+    let n = name("scribbled");
+    std::fs::write(provider.lock_file_path(&n), b"not a counter").unwrap();
+    let err = provider
+        .acquire(&n, Some(Instant::now()))
+        .await
+        .unwrap_err();
+    match err.downcast_ref::<FileError>() {
+        Some(FileError::FenceCounter { content, name, .. }) => {
+            assert_eq!(
+                (content.as_str(), name.as_str()),
+                ("not a counter", "scribbled")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The OS lock was not kept: the file can be locked by anyone.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(provider.lock_file_path(&n))
+        .unwrap();
+    fs2::FileExt::try_lock_exclusive(&file).unwrap();
 }

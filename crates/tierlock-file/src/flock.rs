@@ -1,11 +1,18 @@
-//! Opening and locking lock files, and the held lock handed to the manager.
+//! Flock mode: opening and locking lock files, the fencing counter kept in them, and the held
+//! lock handed to the manager.
 //!
 //! Every acquisition opens its own handle, so two acquisitions in one process, even through
 //! one provider, never share an open file description: `flock` locks (and `LockFileEx` locks on
 //! Windows) belong to the open file, so they exclude each other just like two processes do.
+//!
+//! The fencing counter is the lock file's content: empty (zero) or a decimal number and a
+//! newline. The holder reads it and writes it back one higher right after taking the lock, and
+//! before anyone can see the lock as held, so every acquisition gets a larger token than the one
+//! before it, on every host that shares the directory and across crashes of processes (not of
+//! a local disk's host: the write is not synced).
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -113,17 +120,25 @@ pub(crate) struct FileLock {
     lock_path: PathBuf,
     name: LockName,
     file_mode: u32,
+    token: u64,
 }
 
 impl FileLock {
-    /// A held lock on the lock file `lock_path`, opened as `lock`.
-    pub(crate) fn new(lock: File, lock_path: PathBuf, name: LockName, file_mode: u32) -> Self {
+    /// A held lock on the lock file `lock_path`, opened as `lock`, with fencing token `token`.
+    pub(crate) fn new(
+        lock: File,
+        lock_path: PathBuf,
+        name: LockName,
+        file_mode: u32,
+        token: u64,
+    ) -> Self {
         FileLock {
             lock,
             request: OnceLock::new(),
             lock_path,
             name,
             file_mode,
+            token,
         }
     }
 
@@ -175,4 +190,67 @@ impl ExternalLock for FileLock {
             Err(_) => false,
         }
     }
+
+    fn fencing_token(&self) -> Option<u64> {
+        Some(self.token)
+    }
+}
+
+/// The width of the counter in a lock file: 20 digits hold every `u64`.
+const COUNTER_DIGITS: usize = 20;
+
+/// What a lock file's content says: the last fencing token handed out.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Counter {
+    /// The value (an empty file is zero).
+    Value(u64),
+    /// Something else: the start of it.
+    Garbage(String),
+}
+
+/// Parses a lock file's content.
+pub(crate) fn parse_counter(content: &[u8]) -> Counter {
+    let text = std::str::from_utf8(content).unwrap_or("");
+    let digits = text.strip_suffix('\n').unwrap_or(text);
+    if content.is_empty() {
+        return Counter::Value(0);
+    }
+    match digits.parse() {
+        Ok(value) if digits.bytes().all(|b| b.is_ascii_digit()) => Counter::Value(value),
+        _ => Counter::Garbage(
+            String::from_utf8_lossy(&content[..content.len().min(40)]).into_owned(),
+        ),
+    }
+}
+
+/// Reads the counter of the locked file and writes it back one higher; returns the new value.
+///
+/// `file` is the handle that holds the lock. Where another host may have written the counter
+/// and this host's cache of the file may be stale (a share's client without coherent caching
+/// under locks, e.g. FUSE), `fresh` reads and writes through a new handle instead: opening a
+/// file revalidates its cached data (FUSE drops it, NFS checks it), and the lock is the other
+/// handle's, so closing this one does not release it. On Windows the locked handle is always
+/// used: a byte-range lock blocks other handles' reads.
+pub(crate) fn bump_counter(
+    file: &File,
+    path: &Path,
+    fresh: bool,
+) -> io::Result<Result<u64, String>> {
+    let reopened;
+    let mut handle = file;
+    if fresh && cfg!(unix) {
+        reopened = options().open(path)?;
+        handle = &reopened;
+    }
+    let mut content = Vec::with_capacity(COUNTER_DIGITS + 1);
+    handle.seek(SeekFrom::Start(0))?;
+    handle.take(64).read_to_end(&mut content)?;
+    let last = match parse_counter(&content) {
+        Counter::Value(value) => value,
+        Counter::Garbage(text) => return Ok(Err(text)),
+    };
+    let next = last.saturating_add(1);
+    handle.seek(SeekFrom::Start(0))?;
+    handle.write_all(format!("{next:0width$}\n", width = COUNTER_DIGITS).as_bytes())?;
+    Ok(Ok(next))
 }
