@@ -31,6 +31,7 @@
 pub mod conformance;
 mod counting;
 pub mod multiprocess;
+pub mod rig;
 pub mod worker;
 
 pub use counting::{CountingProvider, InjectedFailure};

@@ -4,7 +4,7 @@
 //! A provider's test calls each scenario with the path of its worker binary and the arguments
 //! that select the provider (for example `["file", "/tmp/locks"]`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -73,13 +73,33 @@ impl Worker {
 
     /// Tells a holding worker to release (a line on stdin).
     pub async fn tell_release(&mut self) {
+        self.tell("release").await;
+    }
+
+    /// Writes `line` to the worker's stdin (a command of the `serve` mode).
+    pub async fn tell(&mut self, line: &str) {
         if let Some(stdin) = &mut self.stdin {
             stdin
-                .write_all(b"release\n")
+                .write_all(format!("{line}\n").as_bytes())
                 .await
                 .expect("writing to the worker failed");
             stdin.flush().await.expect("writing to the worker failed");
         }
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the worker was already reaped")
+    }
+
+    /// Sends the worker a signal by name (`STOP`, `CONT`, `KILL`…) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// Kills the worker with SIGKILL (no clean-up of any kind) and reaps it.
@@ -105,15 +125,30 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// 4 processes × 4 tasks × 500 read-sleep-write increments of a counter in a file, under one
 /// lock name: the file must end at exactly 8,000.
 pub async fn mutual_exclusion(bin: &Path, provider: &[String], scratch: &Path) {
-    let counter: PathBuf = scratch.join("counter.txt");
-    std::fs::write(&counter, "0\n").expect("cannot write the counter file");
+    let providers = vec![provider.to_vec(); 4];
+    count_together(bin, &providers, &scratch.join("counter.txt"), 4, 500).await;
+}
+
+/// One worker process per entry of `providers` (its provider arguments), each with `tasks`
+/// tasks doing `rounds` read-sleep-write increments of the number in `counter` under one lock
+/// name: the file must end at exactly the number of increments.
+pub async fn count_together(
+    bin: &Path,
+    providers: &[Vec<String>],
+    counter: &Path,
+    tasks: u32,
+    rounds: u32,
+) {
+    std::fs::write(counter, "0\n").expect("cannot write the counter file");
     let path = counter.to_string_lossy().into_owned();
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
+    let (tasks_arg, rounds_arg) = (tasks.to_string(), rounds.to_string());
+    let workers: Vec<_> = providers
+        .iter()
+        .map(|provider| {
             Worker::spawn(
                 bin,
                 provider,
-                &strings(&["count", "mp:counter", &path, "4", "500"]),
+                &strings(&["count", "mp:counter", &path, &tasks_arg, &rounds_arg]),
             )
         })
         .collect();
@@ -121,10 +156,11 @@ pub async fn mutual_exclusion(bin: &Path, provider: &[String], scratch: &Path) {
         worker.expect("done", Duration::from_secs(600)).await;
         worker.finish().await;
     }
-    let value = std::fs::read_to_string(&counter).expect("cannot read the counter file");
+    let value = std::fs::read_to_string(counter).expect("cannot read the counter file");
+    let expected = providers.len() as u64 * u64::from(tasks) * u64::from(rounds);
     assert_eq!(
         value.trim(),
-        "8000",
+        expected.to_string(),
         "increments were lost: the lock did not exclude"
     );
 }
@@ -132,24 +168,36 @@ pub async fn mutual_exclusion(bin: &Path, provider: &[String], scratch: &Path) {
 /// A holder process is killed with SIGKILL; a waiting process gets the lock within 1 s.
 /// Returns how long the waiter took after the kill.
 pub async fn killed_holder_is_released(bin: &Path, provider: &[String]) -> Duration {
-    let mut holder = Worker::spawn(bin, provider, &strings(&["hold", "mp:kill", "30000"]));
-    holder.expect("waiting", PATIENCE).await;
-    holder.expect("acquired", PATIENCE).await;
-    let mut waiter = Worker::spawn(bin, provider, &strings(&["hold", "mp:kill", "60000"]));
-    waiter.expect("waiting", PATIENCE).await;
+    killed_holder_is_released_to(bin, provider, provider, Duration::from_secs(1)).await
+}
+
+/// A holder process (provider arguments `holder`) is killed with SIGKILL; a waiting process
+/// (`waiter`: another "host", say) gets the lock within `bound` after the kill. Returns how long
+/// it took.
+pub async fn killed_holder_is_released_to(
+    bin: &Path,
+    holder: &[String],
+    waiter: &[String],
+    bound: Duration,
+) -> Duration {
+    let mut holding = Worker::spawn(bin, holder, &strings(&["hold", "mp:kill", "30000"]));
+    holding.expect("waiting", PATIENCE).await;
+    holding.expect("acquired", PATIENCE).await;
+    let mut waiting = Worker::spawn(bin, waiter, &strings(&["hold", "mp:kill", "60000"]));
+    waiting.expect("waiting", PATIENCE).await;
     // Give the waiter time to find the lock held and start waiting for real.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let killed = Instant::now();
-    holder.kill().await;
-    waiter.expect("acquired", PATIENCE).await;
+    holding.kill().await;
+    waiting.expect("acquired", PATIENCE).await;
     let took = killed.elapsed();
     assert!(
-        took <= Duration::from_secs(1),
-        "the lock of a killed holder took {took:?} to free"
+        took <= bound,
+        "the lock of a killed holder took {took:?} to free (bound {bound:?})"
     );
-    waiter.tell_release().await;
-    waiter.expect("released", PATIENCE).await;
-    waiter.finish().await;
+    waiting.tell_release().await;
+    waiting.expect("released", PATIENCE).await;
+    waiting.finish().await;
     took
 }
 
@@ -157,28 +205,45 @@ pub async fn killed_holder_is_released(bin: &Path, provider: &[String]) -> Durat
 /// lock and must get it within 1 s: A hands the external lock over at a turn boundary.
 /// Returns how long B waited.
 pub async fn busy_process_hands_over(bin: &Path, provider: &[String]) -> Duration {
+    busy_process_hands_over_to(bin, provider, provider, Duration::from_secs(1)).await
+}
+
+/// As [`busy_process_hands_over`], with the busy process on provider arguments `busy`, the
+/// asking one on `asker`, and the asker's wait bounded by `bound`.
+pub async fn busy_process_hands_over_to(
+    bin: &Path,
+    busy: &[String],
+    asker: &[String],
+    bound: Duration,
+) -> Duration {
     let mut busy = Worker::spawn(
         bin,
-        provider,
+        busy,
         &strings(&["contend", "mp:busy", "4", "5", "100"]),
     );
     // Let A get going.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut asker = Worker::spawn(bin, provider, &strings(&["hold", "mp:busy", "30000"]));
-    asker.expect("waiting", PATIENCE).await;
+    let mut asking = Worker::spawn(bin, asker, &strings(&["hold", "mp:busy", "30000"]));
+    asking.expect("waiting", PATIENCE).await;
     let asked = Instant::now();
-    asker.expect("acquired", PATIENCE).await;
+    asking.expect("acquired", PATIENCE).await;
     let took = asked.elapsed();
-    asker.tell_release().await;
-    asker.expect("released", PATIENCE).await;
-    asker.finish().await;
+    asking.tell_release().await;
+    asking.expect("released", PATIENCE).await;
+    asking.finish().await;
     let stats = busy.expect("stats", PATIENCE).await;
     busy.finish().await;
     assert!(
-        took <= Duration::from_secs(1),
-        "B waited {took:?} for a busy A ({stats})"
+        took <= bound,
+        "B waited {took:?} for a busy A ({stats}; bound {bound:?})"
     );
     took
+}
+
+/// The number after `key=` in a worker's line (`acquired 3 token=12` → `token` → 12).
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 /// Runs the `contend` mode in `processes` processes at once and returns their stats lines.
@@ -191,13 +256,28 @@ pub async fn contention(
     critical_us: u64,
     bypass: bool,
 ) -> Vec<String> {
+    let providers = vec![provider.to_vec(); processes];
+    contention_across(bin, &providers, tasks, secs, critical_us, bypass).await
+}
+
+/// Runs the `contend` mode in one process per entry of `providers` (its provider arguments)
+/// at once and returns their stats lines.
+pub async fn contention_across(
+    bin: &Path,
+    providers: &[Vec<String>],
+    tasks: u32,
+    secs: u64,
+    critical_us: u64,
+    bypass: bool,
+) -> Vec<String> {
     let mut mode = strings(&["contend", "mp:contend"]);
     mode.extend([tasks.to_string(), secs.to_string(), critical_us.to_string()]);
     if bypass {
         mode.push("bypass".to_owned());
     }
-    let workers: Vec<_> = (0..processes)
-        .map(|_| Worker::spawn(bin, provider, &mode))
+    let workers: Vec<_> = providers
+        .iter()
+        .map(|provider| Worker::spawn(bin, provider, &mode))
         .collect();
     let mut lines = Vec::new();
     for mut worker in workers {

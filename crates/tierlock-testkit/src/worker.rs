@@ -6,7 +6,8 @@
 //!
 //! | mode | does | prints |
 //! |---|---|---|
-//! | `hold NAME TIMEOUT_MS` | takes the lock, holds it until a line or EOF on stdin | `waiting`, then `acquired MS` or `timeout`, then `released` |
+//! | `hold NAME TIMEOUT_MS` | takes the lock, holds it until a line or EOF on stdin | `waiting`, then `acquired MS token=T` or `timeout`; `lost token=T` if the provider reports the lock lost meanwhile; then `released` (`released lost` if the release found it lost) |
+//! | `serve NAME` | reads commands from stdin until EOF: `lock TIMEOUT_MS` takes the lock, `release` releases it | `ready`, then per command `acquired MS token=T` or `timeout`, and `released` or `released lost` |
 //! | `count NAME FILE TASKS ROUNDS` | `TASKS` tasks each add 1 to the number in `FILE` `ROUNDS` times (read, sleep, write) under the lock | `done` |
 //! | `contend NAME TASKS SECS CRIT_US [bypass]` | tasks take the lock in a loop for `SECS` s, holding it `CRIT_US` µs; `bypass` gives each task its own manager, so every acquisition goes to the provider | `stats sections=N p50_us=… p99_us=… max_us=… external=…` |
 
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tierlock_core::{LockManager, Provider};
+use tierlock_core::{LockGuard, LockManager, Provider};
 use tokio::io::AsyncBufReadExt;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
@@ -50,6 +51,7 @@ pub async fn run(provider: Arc<dyn Provider>, args: &[String]) -> Result<()> {
             )
             .await
         }
+        "serve" => serve(provider, &arg::<String>(args, 1, "NAME")?).await,
         "count" => {
             let name: String = arg(args, 1, "NAME")?;
             let file: PathBuf = arg(args, 2, "FILE")?;
@@ -90,14 +92,72 @@ async fn hold(provider: Arc<dyn Provider>, name: &str, timeout_ms: u64) -> Resul
         }
         Err(err) => return Err(err.into()),
     };
-    say(&format!("acquired {}", start.elapsed().as_millis()));
+    say(&acquired(&guard, start));
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut line = String::new();
-    tokio::io::BufReader::new(tokio::io::stdin())
-        .read_line(&mut line)
-        .await?;
-    guard.release().await?;
-    say("released");
+    tokio::select! {
+        read = stdin.read_line(&mut line) => { read?; }
+        () = guard.lost() => {
+            say(&format!("lost token={}", token(&guard)));
+            stdin.read_line(&mut line).await?;
+        }
+    }
+    say(release(guard).await?);
     Ok(())
+}
+
+/// Takes and releases the lock as told on stdin, one command per line.
+async fn serve(provider: Arc<dyn Provider>, name: &str) -> Result<()> {
+    let locks = LockManager::from_arc(provider);
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut held = None;
+    say("ready");
+    while let Some(line) = lines.next_line().await? {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("lock"), Some(ms)) => {
+                let timeout = Duration::from_millis(ms.parse()?);
+                let start = Instant::now();
+                match locks.lock(name, timeout).await {
+                    Ok(guard) => {
+                        say(&acquired(&guard, start));
+                        held = Some(guard);
+                    }
+                    Err(tierlock_core::LockError::Timeout { .. }) => say("timeout"),
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            (Some("release"), None) => {
+                let guard = held.take().ok_or("release without a held lock")?;
+                say(release(guard).await?);
+            }
+            _ => return Err(format!("unknown command {line:?}").into()),
+        }
+    }
+    Ok(())
+}
+
+fn token(guard: &LockGuard) -> String {
+    guard
+        .fencing_token()
+        .map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+fn acquired(guard: &LockGuard, start: Instant) -> String {
+    format!(
+        "acquired {} token={}",
+        start.elapsed().as_millis(),
+        token(guard)
+    )
+}
+
+/// Releases `guard`: `released`, or `released lost` if the lock turned out lost.
+async fn release(guard: LockGuard) -> Result<&'static str> {
+    match guard.release().await {
+        Ok(()) => Ok("released"),
+        Err(tierlock_core::LockError::Lost { .. }) => Ok("released lost"),
+        Err(err) => Err(err.into()),
+    }
 }
 
 async fn count(

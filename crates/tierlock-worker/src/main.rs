@@ -1,7 +1,8 @@
 //! `tierlock-worker PROVIDER… MODE…`: a separate OS process that takes named locks for the
 //! multi-process tests (see `tierlock_testkit::worker` for the modes).
 //!
-//! Providers: `file DIR`, `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`.
+//! Providers: `file DIR` (mode chosen from the mount), `file-flock DIR`, `file-lease DIR TTL_MS`,
+//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`.
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,25 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
                 tierlock_file::FileProvider::new(arg(1, "DIR")?).map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 2))
         }
+        Some("file-flock") => {
+            let provider = tierlock_file::FileProvider::builder(arg(1, "DIR")?)
+                .mode(tierlock_file::FileLockMode::Flock)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(provider), 2))
+        }
+        Some("file-lease") => {
+            let ttl = arg(2, "TTL_MS")?
+                .parse()
+                .map_err(|e| format!("TTL_MS: {e}"))?;
+            let provider = tierlock_file::FileProvider::builder(arg(1, "DIR")?)
+                .mode(tierlock_file::FileLockMode::Lease {
+                    ttl: std::time::Duration::from_millis(ttl),
+                })
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(provider), 3))
+        }
         Some("postgres") => {
             let provider = tierlock_postgres::PostgresProvider::builder(arg(1, "URL")?)
                 .namespace(arg(2, "NAMESPACE")?)
@@ -38,8 +58,8 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
             Ok((Arc::new(provider), 3))
         }
         other => Err(format!(
-            "unknown provider {other:?} (expected: file DIR | postgres URL NAMESPACE | \
-             mssql CONNECTION_STRING NAMESPACE)"
+            "unknown provider {other:?} (expected: file DIR | file-flock DIR | \
+             file-lease DIR TTL_MS | postgres URL NAMESPACE | mssql CONNECTION_STRING NAMESPACE)"
         )),
     }
 }
