@@ -12,7 +12,7 @@
 //! a local disk's host: the write is not synced).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -223,7 +223,8 @@ pub(crate) fn parse_counter(content: &[u8]) -> Counter {
     }
 }
 
-/// Reads the counter of the locked file and writes it back one higher; returns the new value.
+/// Reads the counter of the locked file and writes it back one higher; returns the new value,
+/// or the start of the file's content if it holds no counter.
 ///
 /// `file` is the handle that holds the lock. Where another host may have written the counter
 /// and this host's cache of the file may be stale (a share's client without coherent caching
@@ -231,6 +232,8 @@ pub(crate) fn parse_counter(content: &[u8]) -> Counter {
 /// file revalidates its cached data (FUSE drops it, NFS checks it), and the lock is the other
 /// handle's, so closing this one does not release it. On Windows the locked handle is always
 /// used: a byte-range lock blocks other handles' reads.
+///
+/// Two system calls on the common path (`pread`, `pwrite`), no allocation.
 pub(crate) fn bump_counter(
     file: &File,
     path: &Path,
@@ -242,15 +245,104 @@ pub(crate) fn bump_counter(
         reopened = options().open(path)?;
         handle = &reopened;
     }
-    let mut content = Vec::with_capacity(COUNTER_DIGITS + 1);
-    handle.seek(SeekFrom::Start(0))?;
-    handle.take(64).read_to_end(&mut content)?;
-    let last = match parse_counter(&content) {
+    let mut content = [0u8; 64];
+    let len = read_start(handle, &mut content)?;
+    let last = match parse_counter(&content[..len]) {
         Counter::Value(value) => value,
         Counter::Garbage(text) => return Ok(Err(text)),
     };
     let next = last.saturating_add(1);
-    handle.seek(SeekFrom::Start(0))?;
-    handle.write_all(format!("{next:0width$}\n", width = COUNTER_DIGITS).as_bytes())?;
+    let mut record = [b'0'; COUNTER_DIGITS + 1];
+    record[COUNTER_DIGITS] = b'\n';
+    let mut rest = next;
+    for digit in record[..COUNTER_DIGITS].iter_mut().rev() {
+        // `rest % 10` is below 10: the cast cannot truncate.
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    write_start(handle, &record)?;
     Ok(Ok(next))
+}
+
+/// Reads the start of `file` into `buf` (until it is full or the file ends).
+fn read_start(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        #[cfg(unix)]
+        let read = std::os::unix::fs::FileExt::read_at(file, &mut buf[len..], len as u64);
+        #[cfg(windows)]
+        let read = std::os::windows::fs::FileExt::seek_read(file, &mut buf[len..], len as u64);
+        match read {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(len)
+}
+
+/// Writes `data` at the start of `file`.
+fn write_start(file: &File, data: &[u8]) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, data, 0)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < data.len() {
+            match std::os::windows::fs::FileExt::seek_write(file, &data[done..], done as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_parse() {
+        assert_eq!(parse_counter(b""), Counter::Value(0));
+        assert_eq!(parse_counter(b"00000000000000000042\n"), Counter::Value(42));
+        assert_eq!(parse_counter(b"7"), Counter::Value(7));
+        for bad in [
+            &b"x"[..],
+            b"-1\n",
+            b"+1\n",
+            b" 1\n",
+            b"1\n\n",
+            b"99999999999999999999\n",
+        ] {
+            assert!(matches!(parse_counter(bad), Counter::Garbage(_)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_counter_is_bumped_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.lock");
+        let file = open(&path, 0o600).unwrap();
+        for expected in 1..=12 {
+            assert_eq!(
+                bump_counter(&file, &path, expected % 2 == 0).unwrap(),
+                Ok(expected)
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "00000000000000000012\n"
+        );
+        std::fs::write(&path, b"junk").unwrap();
+        assert_eq!(
+            bump_counter(&file, &path, false).unwrap(),
+            Err("junk".to_owned())
+        );
+    }
 }
