@@ -141,6 +141,7 @@ fn help_explains_run() {
         "--timeout",
         "--conflict-exit-code",
         "75",
+        "exec prog",
     ] {
         assert!(help.contains(needle), "help lacks {needle}: {help}");
     }
@@ -163,4 +164,43 @@ fn sigterm_stops_the_command_and_frees_the_lock() {
         &["--name", "term", "--timeout", "10s", "--", "true"],
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// SIGKILL to tierlock frees the lock at once; on Linux the command must die with it.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigkill_to_tierlock_kills_the_command_on_linux() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = format!(
+        "echo $$ > '{}'.tmp; mv '{0}'.tmp '{0}'; exec sleep 60",
+        pid_file.display()
+    );
+    let mut holder = tierlock(dir.path(), &["--name", "orphan", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !pid_file.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = pid.trim();
+    holder.kill().unwrap(); // SIGKILL to tierlock only.
+    holder.wait().unwrap();
+    // The command is `sleep 60` until it dies (a zombie or a reaped process has no command line).
+    let cmdline = format!("/proc/{pid}/cmdline");
+    let start = Instant::now();
+    while std::fs::read(&cmdline).is_ok_and(|c| c == b"sleep\x0060\x00") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the command (pid {pid}) outlived its tierlock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

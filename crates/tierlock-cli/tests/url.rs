@@ -8,23 +8,13 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{holder_script, output, spawn_holder, stderr};
+use common::{holder_script, output, spawn_holder, stderr, unique_namespace};
 
 fn tierlock(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
     cmd.args(["run", "--url", url]).args(args);
     cmd
-}
-
-/// A namespace no other test run uses.
-fn unique_namespace(test: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("cli-{test}-{}-{nanos}", std::process::id())
 }
 
 /// Starts a holder that touches `marker` once it holds the lock, then sleeps a minute.

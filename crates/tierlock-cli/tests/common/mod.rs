@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Runs `cmd` to completion.
 pub fn output(mut cmd: Command) -> Output {
@@ -35,4 +35,13 @@ pub fn spawn_holder(mut cmd: Command, marker: &Path) -> Child {
         std::thread::sleep(Duration::from_millis(10));
     }
     child
+}
+
+/// A namespace (or other tag) no other test run uses.
+pub fn unique_namespace(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cli-{test}-{}-{nanos}", std::process::id())
 }
