@@ -7,7 +7,10 @@
 //!
 //! Where the lock lives is chosen by exactly one of:
 //!
-//! * `--dir DIR`: lock files in a directory on a local disk or a network share (no server);
+//! * `--dir DIR`: lock files in a directory on a local disk or a network share (no server).
+//!   tierlock uses `flock` where the directory's mount is local or forwards locks, and a lease
+//!   on any other share (`--verbose` says which, `tierlock doctor` says why; `--mode` and
+//!   `--ttl` choose);
 //! * `--url URL`: a database server every host reaches — `postgres://…` / `postgresql://…`
 //!   (PostgreSQL advisory locks, cargo feature `postgres`), `jdbc:sqlserver://…` or
 //!   `mssql:` + an ADO.NET connection string (SQL Server applocks, cargo feature `mssql`).
@@ -41,7 +44,9 @@
 //!   own command (`fork` + `exec`, a millisecond or so), so in practice the old command is dead
 //!   before the new one runs: the soak in `tests/orphans.rs` (SIGKILL every 0.5 s to the
 //!   tierlock whose command is in its critical section) sees no overlap. With `--url` the server
-//!   frees the lock only after it notices the closed connection, later still. It is no hard
+//!   frees the lock only after it notices the closed connection, later still; in lease mode
+//!   (`--dir` on a share that does not forward locks, or `--mode lease`) the dead tierlock's
+//!   lease stands for its whole time to live, so there is no window at all. It is no hard
 //!   guarantee: a dying tierlock stalled for milliseconds in that exit path (an overloaded
 //!   machine) could let the next holder start first.
 //! * **Only the command itself.** The signal reaches the process tierlock starts (and what it
@@ -73,7 +78,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use tierlock::{FileProvider, LockError, LockManager};
+use tierlock::{FileLockMode, FileProvider, LockError, LockManager};
 
 /// Run commands under named locks shared by processes and hosts.
 #[derive(Debug, Parser)]
@@ -128,6 +133,22 @@ struct RunArgs {
     #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8))]
     conflict_exit_code: u8,
 
+    /// How a --dir lock is kept: `flock` (an OS file lock: fast, but only exclusive across hosts
+    /// on a share that forwards locks) or `lease` (a lease renamed by its holder: any share with
+    /// an atomic rename). Default: chosen from the directory's mount (`tierlock doctor` shows
+    /// which). Every process on one directory must use the same mode.
+    #[arg(long, value_enum, value_name = "MODE", requires = "dir")]
+    mode: Option<ModeArg>,
+
+    /// The lease's time to live in lease mode (default 10s; implies --mode lease): a holder that
+    /// dies keeps the lock that long.
+    #[arg(long, value_name = "DURATION", requires = "dir", value_parser = duration::parse)]
+    ttl: Option<Duration>,
+
+    /// Say on stderr how the lock is kept (for --dir: the mount, its class and the mode).
+    #[arg(long, short = 'v')]
+    verbose: bool,
+
     /// Print nothing while waiting (errors are still printed).
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -135,6 +156,15 @@ struct RunArgs {
     /// The command to run, and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
+}
+
+/// `--mode`: the file provider's locking mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    /// An OS file lock (flock / LockFileEx) on the name's lock file.
+    Flock,
+    /// A lease in the name's lease directory.
+    Lease,
 }
 
 /// Where the lock lives. Exactly one provider is chosen.
@@ -174,6 +204,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The file provider on `dir` in the mode asked for (`--ttl` alone means lease mode), or the
+/// one chosen from the mount.
+fn file_provider(
+    dir: &std::path::Path,
+    mode: Option<ModeArg>,
+    ttl: Option<Duration>,
+) -> Result<FileProvider, String> {
+    let builder = FileProvider::builder(dir);
+    let builder = match (mode, ttl) {
+        (Some(ModeArg::Flock), Some(_)) => {
+            return Err("--ttl is for lease mode, not --mode flock".to_owned());
+        }
+        (Some(ModeArg::Flock), None) => builder.mode(FileLockMode::Flock),
+        (Some(ModeArg::Lease), ttl) | (None, ttl @ Some(_)) => builder.mode(FileLockMode::Lease {
+            ttl: ttl.unwrap_or(FileLockMode::DEFAULT_TTL),
+        }),
+        (None, None) => builder,
+    };
+    builder.build().map_err(|err| chain(&err))
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("tierlock: {message}");
     ExitCode::from(1)
@@ -181,9 +232,19 @@ fn fail(message: &str) -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     let locks = match (&args.provider.dir, &args.provider.url) {
-        (Some(dir), _) => match FileProvider::new(dir) {
-            Ok(provider) => LockManager::new(provider),
-            Err(err) => return fail(&chain(&err)),
+        (Some(dir), _) => match file_provider(dir, args.mode, args.ttl) {
+            Ok(provider) => {
+                if args.verbose {
+                    eprintln!(
+                        "tierlock: {} is on {}\ntierlock: mode: {}",
+                        provider.dir().display(),
+                        provider.mount(),
+                        provider.mode()
+                    );
+                }
+                LockManager::new(provider)
+            }
+            Err(err) => return fail(&err),
         },
         (None, Some(url)) => {
             let namespace = args.namespace.as_deref().unwrap_or("");

@@ -14,7 +14,7 @@
 //! | feature | provider | crate |
 //! |---|---|---|
 //! | (always) | [`MemoryProvider`]: one process only | `tierlock-core` |
-//! | `file` (default) | `FileProvider`: lock files in a directory, local or on a network share | `tierlock-file` |
+//! | `file` (default) | `FileProvider`: files in a directory, local or on a network share (`flock` where the mount forwards locks, a lease elsewhere) | `tierlock-file` |
 //! | `postgres` (`postgres-rustls` for TLS) | `PostgresProvider`: PostgreSQL session advisory locks | `tierlock-postgres` |
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //!
@@ -45,7 +45,9 @@ pub use tierlock_core::{
 };
 
 #[cfg(feature = "file")]
-pub use tierlock_file::{FileError, FileProvider, FileProviderBuilder};
+pub use tierlock_file::{
+    FileError, FileLockMode, FileProvider, FileProviderBuilder, LeaseProblem, Mount, MountClass,
+};
 
 #[cfg(feature = "postgres")]
 pub use tierlock_postgres::{
