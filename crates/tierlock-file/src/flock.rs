@@ -227,10 +227,10 @@ pub(crate) fn parse_counter(content: &[u8]) -> Counter {
 /// or the start of the file's content if it holds no counter.
 ///
 /// `file` is the handle that holds the lock. Where another host may have written the counter
-/// and this host's cache of the file may be stale (a share's client without coherent caching
-/// under locks, e.g. FUSE), `fresh` reads and writes through a new handle instead: opening a
-/// file revalidates its cached data (FUSE drops it, NFS checks it), and the lock is the other
-/// handle's, so closing this one does not release it. On Windows the locked handle is always
+/// and this host's cache of the file may be stale (a client that does not revalidate its cache
+/// when it takes a lock, e.g. FUSE; NFS and CIFS do), `fresh` reads and writes through a new
+/// handle instead: opening a file revalidates its cached data (FUSE drops it), and the lock is
+/// the other handle's, so closing this one does not release it. On Windows the locked handle is always
 /// used: a byte-range lock blocks other handles' reads.
 ///
 /// Two system calls on the common path (`pread`, `pwrite`), no allocation.

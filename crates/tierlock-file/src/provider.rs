@@ -175,8 +175,13 @@ impl FileProvider {
         if !flock::try_exclusive(&lock).map_err(lock_error)? {
             return Ok(None);
         }
-        // A cache of the file on this host may be stale unless its file system is local.
-        let fresh = self.mount.class() != MountClass::Local;
+        // Local file systems share one page cache; the kernel clients of shares that forward
+        // locks (NFS, CIFS, cluster file systems) make taking a lock a cache coherency point.
+        // Anything else (flock forced on a FUSE file system, say) may serve stale data.
+        let fresh = !matches!(
+            self.mount.class(),
+            MountClass::Local | MountClass::ForwardsLocks
+        );
         let token = match flock::bump_counter(&lock, &lock_path, fresh) {
             Ok(Ok(token)) => token,
             // Dropping `lock` on the way out releases the OS lock.
