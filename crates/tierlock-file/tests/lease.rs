@@ -26,6 +26,16 @@ async fn try_acquire(provider: &FileProvider, name: &LockName) -> Option<Box<dyn
     provider.acquire(name, Some(Instant::now())).await.unwrap()
 }
 
+/// Attempts every 2 ms until the lock is acquired (a waiter polling a stale lease).
+async fn poll_until_acquired(provider: &FileProvider, name: &LockName) -> Box<dyn ExternalLock> {
+    loop {
+        if let Some(held) = try_acquire(provider, name).await {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// The names in a lease directory, sorted.
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
@@ -126,12 +136,7 @@ async fn a_stale_lease_is_broken_after_a_full_ttl_by_the_waiters_clock() {
 
     // The waiter's own ttl (200 ms) is longer than the planted one: it waits for that.
     let watching = Instant::now();
-    let held = loop {
-        if let Some(held) = try_acquire(&provider, &n).await {
-            break held;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let held = poll_until_acquired(&provider, &n).await;
     let waited = watching.elapsed();
     assert!(
         waited >= Duration::from_millis(200),
@@ -155,9 +160,7 @@ async fn a_holders_longer_ttl_is_respected() {
     drop(try_acquire(&provider, &n).await.unwrap());
     plant_stale(&dir, 1, 300);
     let watching = Instant::now();
-    while try_acquire(&provider, &n).await.is_none() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    drop(poll_until_acquired(&provider, &n).await);
     assert!(watching.elapsed() >= Duration::from_millis(300));
 }
 
@@ -394,12 +397,7 @@ async fn a_state_file_planted_as_a_symlink_is_renamed_never_followed() {
     std::fs::remove_file(dir.join("free.1")).unwrap();
     let planted = "held.1.0.20.00000000deadbeef.1.ghost";
     std::os::unix::fs::symlink(&target, dir.join(planted)).unwrap();
-    let held = loop {
-        if let Some(held) = try_acquire(&provider, &n).await {
-            break held;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let held = poll_until_acquired(&provider, &n).await;
     assert_eq!(held.fencing_token(), Some(2));
     assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     assert!(state(&dir).starts_with("held.2."));
