@@ -14,10 +14,13 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tierlock_core::provider::BoxFuture;
 use tierlock_core::{BoxError, ExternalLock, LockName};
+use tokio::task::AbortHandle;
 
 use crate::error::FileError;
 use crate::mapping::REQUEST_EXT;
@@ -107,50 +110,43 @@ pub(crate) fn try_shared(file: &File) -> io::Result<bool> {
     }
 }
 
-/// A name held by this process: an exclusive lock on the lock file, plus a handle on the
-/// request file to probe it.
+/// A name held by this process: an exclusive lock on the lock file, and the watch on its
+/// request file.
 #[derive(Debug)]
 pub(crate) struct FileLock {
     /// Holds the exclusive lock; closing it releases the lock.
     lock: File,
-    /// The request file, opened at the first probe and kept open for the next ones. Most holds
-    /// end without a local waiter, so without a probe: the common cycle then costs no more
-    /// system calls than a bare `open + flock + unlock + close`.
-    request: OnceLock<File>,
     lock_path: PathBuf,
     name: LockName,
-    file_mode: u32,
     token: u64,
+    requests: RequestWatch,
 }
 
 impl FileLock {
     /// A held lock on the lock file `lock_path`, opened as `lock`, with fencing token `token`.
+    /// Once asked for requests, it probes the request file every `probe_every`.
     pub(crate) fn new(
         lock: File,
         lock_path: PathBuf,
         name: LockName,
         file_mode: u32,
         token: u64,
+        probe_every: Duration,
     ) -> Self {
+        let requests = RequestWatch {
+            path: lock_path.with_extension(REQUEST_EXT),
+            file_mode,
+            every: probe_every,
+            requested: Arc::new(AtomicBool::new(false)),
+            task: OnceLock::new(),
+        };
         FileLock {
             lock,
-            request: OnceLock::new(),
             lock_path,
             name,
-            file_mode,
             token,
+            requests,
         }
-    }
-
-    /// The request file's handle, opening (or creating) it on first use.
-    fn request_file(&self) -> Option<&File> {
-        if let Some(file) = self.request.get() {
-            return Some(file);
-        }
-        let file = open(&self.lock_path.with_extension(REQUEST_EXT), self.file_mode).ok()?;
-        // Should two probes race, the loser's handle is closed and the winner's kept.
-        let _ = self.request.set(file);
-        self.request.get()
     }
 }
 
@@ -172,28 +168,100 @@ impl ExternalLock for FileLock {
         true
     }
 
-    /// One `flock(LOCK_EX | LOCK_NB)` on the request file (plus an unlock if it succeeded; plus
-    /// opening the file at the first probe of this hold): it fails exactly while some waiter
-    /// holds its shared lock on that file.
+    /// The last answer of the background probe, which the first call of a hold starts (no
+    /// file is touched here: the manager calls this with a shard lock held).
     fn is_requested(&self) -> bool {
-        // Cannot open it: cannot tell, so keep the lock rather than hand it back on a guess.
-        let Some(request) = self.request_file() else {
-            return false;
-        };
-        match try_exclusive(request) {
-            Ok(true) => {
-                // Ignoring a failure here is safe: closing the handle would release it too.
-                let _ = fs2::FileExt::unlock(request);
-                false
-            }
-            Ok(false) => true,
-            Err(_) => false,
-        }
+        self.requests.poll()
     }
 
     fn fencing_token(&self) -> Option<u64> {
         Some(self.token)
     }
+}
+
+/// The request file of a held name, probed in the background once the holder has local
+/// waiters. Most holds end without a local waiter, never start the probe, and cost no more
+/// system calls than a bare `open + flock + unlock + close`.
+#[derive(Debug)]
+struct RequestWatch {
+    path: PathBuf,
+    file_mode: u32,
+    every: Duration,
+    requested: Arc<AtomicBool>,
+    task: OnceLock<AbortHandle>,
+}
+
+impl RequestWatch {
+    /// Starts the probe if it is not running (and a runtime is at hand); returns its last
+    /// answer, `false` until it has one.
+    fn poll(&self) -> bool {
+        if self.task.get().is_none() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let task = runtime.spawn(probe(
+                    self.path.clone(),
+                    self.file_mode,
+                    self.every,
+                    Arc::clone(&self.requested),
+                ));
+                if let Err(extra) = self.task.set(task.abort_handle()) {
+                    extra.abort();
+                }
+            }
+        }
+        self.requested.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for RequestWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+    }
+}
+
+/// Probes the request file every `every`, on a blocking thread (a round trip on a share).
+async fn probe(path: PathBuf, file_mode: u32, every: Duration, requested: Arc<AtomicBool>) {
+    let path = Arc::new(path);
+    let mut file = None;
+    loop {
+        let job = {
+            let path = Arc::clone(&path);
+            tokio::task::spawn_blocking(move || probe_once(file, &path, file_mode))
+        };
+        let Ok((kept, answer)) = job.await else {
+            return;
+        };
+        file = kept;
+        if let Some(answer) = answer {
+            requested.store(answer, Ordering::Release);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One `flock(LOCK_EX | LOCK_NB)` on the request file (opening it the first time, unlocking at
+/// once if it succeeded): it fails exactly while some waiter holds its shared lock on the file.
+/// `None` if the file cannot be opened or locked: cannot tell, so the holder keeps the lock
+/// rather than hand it back on a guess.
+fn probe_once(file: Option<File>, path: &Path, file_mode: u32) -> (Option<File>, Option<bool>) {
+    let file = match file {
+        Some(file) => file,
+        None => match open(path, file_mode) {
+            Ok(file) => file,
+            Err(_) => return (None, None),
+        },
+    };
+    let answer = match try_exclusive(&file) {
+        Ok(true) => {
+            // Ignoring a failure here is safe: closing the handle would release it too.
+            let _ = fs2::FileExt::unlock(&file);
+            Some(false)
+        }
+        Ok(false) => Some(true),
+        Err(_) => None,
+    };
+    (Some(file), answer)
 }
 
 /// The width of the counter in a lock file: 20 digits hold every `u64`.

@@ -200,6 +200,7 @@ impl FileProvider {
             name.clone(),
             self.file_mode,
             token,
+            self.max,
         )))
     }
 
