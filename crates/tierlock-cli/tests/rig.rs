@@ -89,3 +89,38 @@ fn verbose_says_how_the_lock_is_kept_and_modes_cannot_be_mixed() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(".tierlock-mode"), "{}", stderr(&out));
 }
+
+#[cfg(unix)]
+#[test]
+fn planted_lease_directories_are_typed_errors_on_both_hosts_and_nothing_outside_is_written() {
+    let Some(rig) = Rig::get() else { return };
+    let pair = rig.pair(Share::LocalOnlyLocks, "cli-planted");
+    // A provider on the backing directory, in the mode the hosts use, names the lease
+    // directories; plant things there.
+    let provider = tierlock::FileProvider::builder(&pair.backing)
+        .mode(tierlock::FileLockMode::lease())
+        .build()
+        .unwrap();
+    let lease_dir = |name: &str| provider.lease_dir_path(&tierlock::LockName::new(name).unwrap());
+    let outside = pair.backing.with_extension("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("free.7"), b"").unwrap();
+    std::os::unix::fs::symlink(&outside, lease_dir("linked")).unwrap();
+    std::fs::create_dir(lease_dir("scribbled")).unwrap();
+    std::fs::write(lease_dir("scribbled").join("held.zzz"), b"").unwrap();
+    for host in [&pair.a, &pair.b] {
+        for (name, says) in [
+            ("linked", "symbolic link"),
+            ("scribbled", "\"held.zzz\" does not parse"),
+        ] {
+            let out = output(tierlock(host, &["--name", name, "--", "true"]));
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        }
+    }
+    let outside_now: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside_now, ["free.7"]);
+}
