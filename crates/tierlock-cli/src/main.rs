@@ -69,6 +69,7 @@
 // `unsafe` only for `pre_exec` in `die_with_parent` (Linux), allowed there alone.
 #![deny(unsafe_code)]
 
+mod doctor;
 mod duration;
 mod target;
 
@@ -109,6 +110,15 @@ enum Command {
                       --namespace billing --name nightly -- ./job.sh"
     )]
     Run(RunArgs),
+
+    /// Show how tierlock locks in DIR and check that it works there; with --peer, started on
+    /// two hosts at once, prove that a lock taken on one excludes the other.
+    ///
+    /// Prints the mount DIR is on, its class and why, the mode a provider uses (and the mode
+    /// recorded in DIR), whether flock, exclusive create and rename work, the cost of one
+    /// acquire/release in each mode and the share's clock offset. Works in
+    /// DIR/.tierlock-doctor/ and removes it; never changes the mode recorded in DIR.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +211,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Doctor(args) => runtime.block_on(doctor::run(args)),
     }
 }
 
