@@ -56,15 +56,14 @@ Examples:
 const SCRATCH: &str = ".tierlock-doctor";
 
 /// The mode file a provider writes in the lock directory (read, never written, by doctor).
-const MODE_FILE: &str = ".tierlock-mode";
+const MODE_FILE: &str = tierlock::MODE_FILE;
 
-/// The permissions of the directories doctor creates: the file provider's default
-/// (`tierlock_file::DEFAULT_DIR_MODE`), so that a peer running as another user of the group
-/// can work in them.
-const DIR_MODE: u32 = 0o770;
+/// The permissions of the directories doctor creates: the file provider's default, so that a
+/// peer running as another user of the group can work in them.
+const DIR_MODE: u32 = tierlock::DEFAULT_DIR_MODE;
 
-/// The permissions of the files doctor creates (`tierlock_file::DEFAULT_FILE_MODE`).
-const FILE_MODE: u32 = 0o660;
+/// The permissions of the files doctor creates.
+const FILE_MODE: u32 = tierlock::DEFAULT_FILE_MODE;
 
 /// How many acquire/release cycles the cost is the median of.
 const COST_CYCLES: usize = 20;

@@ -86,6 +86,7 @@ mod provider;
 
 pub use builder::{FileLockMode, FileProviderBuilder};
 pub use error::{FileError, LeaseProblem};
+pub use marker::MARKER as MODE_FILE;
 pub use mount::{Mount, MountClass};
 pub use provider::FileProvider;
 

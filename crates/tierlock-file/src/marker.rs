@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use crate::error::FileError;
 
-/// The mode file's name in the lock directory (it starts with `.`, which no lock file does).
-pub(crate) const MARKER: &str = ".tierlock-mode";
+/// The name of the mode file in a lock directory, which records the directory's locking mode
+/// (`flock` or `lease` on its first line). It starts with `.`, which no lock file does.
+pub const MARKER: &str = ".tierlock-mode";
 
 /// How long a reader waits for a mode file that its creator has not written yet.
 const WRITE_PATIENCE: Duration = Duration::from_secs(2);

@@ -46,7 +46,8 @@ pub use tierlock_core::{
 
 #[cfg(feature = "file")]
 pub use tierlock_file::{
-    FileError, FileLockMode, FileProvider, FileProviderBuilder, LeaseProblem, Mount, MountClass,
+    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, FileError, FileLockMode, FileProvider,
+    FileProviderBuilder, LeaseProblem, MODE_FILE, Mount, MountClass,
 };
 
 #[cfg(feature = "postgres")]
