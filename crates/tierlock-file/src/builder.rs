@@ -183,7 +183,7 @@ impl FileProviderBuilder {
         let leases = match mode {
             FileLockMode::Flock => None,
             FileLockMode::Lease { ttl } if TTL_RANGE.contains(&ttl) => {
-                Some(Leases::new(ttl, self.dir_mode, self.file_mode))
+                Some(Leases::new(ttl, self.dir_mode, self.file_mode, self.max))
             }
             FileLockMode::Lease { ttl } => return Err(FileError::InvalidTtl { ttl }),
         };

@@ -25,9 +25,6 @@ use crate::error::FileError;
 const EXPIRY_NUM: u32 = 9;
 const EXPIRY_DEN: u32 = 10;
 
-/// How often a holder with local waiters lists its lease directory for requests (at most).
-const REQUEST_SCAN: Duration = Duration::from_millis(50);
-
 /// A held lease.
 pub(crate) struct LeaseLock {
     shared: Arc<Shared>,
@@ -45,6 +42,8 @@ struct Shared {
     requested: AtomicBool,
     /// Set at the first `is_requested` of the hold: from then on the monitor scans for requests.
     watch_requests: AtomicBool,
+    /// How often the monitor scans for requests once it watches (at most every `ttl / 3`).
+    scan_every: Duration,
     wake: Notify,
 }
 
@@ -110,8 +109,16 @@ impl Shared {
 
 impl LeaseLock {
     /// Takes charge of `held`, whose state file this process just created with a rename that
-    /// started at `started`, and starts its monitor.
-    pub(crate) fn start(dir: PathBuf, name: LockName, held: Held, started: Instant) -> Self {
+    /// started at `started`, and starts its monitor, which scans for requests every
+    /// `scan_every` once asked to.
+    pub(crate) fn start(
+        dir: PathBuf,
+        name: LockName,
+        held: Held,
+        started: Instant,
+        scan_every: Duration,
+    ) -> Self {
+        let held_ttl = held.ttl;
         let shared = Arc::new(Shared {
             dir,
             name,
@@ -121,6 +128,7 @@ impl LeaseLock {
             lost: LostSignal::new(),
             requested: AtomicBool::new(false),
             watch_requests: AtomicBool::new(false),
+            scan_every: scan_every.min(held_ttl / 3),
             wake: Notify::new(),
         });
         let monitor = tokio::spawn(monitor(Arc::clone(&shared), started));
@@ -134,7 +142,7 @@ impl LeaseLock {
 async fn monitor(shared: Arc<Shared>, mut last_renewal: Instant) {
     let ttl = shared.ttl;
     let every = ttl / 3;
-    let scan_every = every.min(REQUEST_SCAN);
+    let scan_every = shared.scan_every;
     let mut next_renewal = last_renewal + every;
     let mut next_scan = Instant::now();
     let requests = Arc::new(Mutex::new(Requests::default()));
@@ -203,7 +211,8 @@ impl ExternalLock for LeaseLock {
     }
 
     /// The monitor's last finding. The first call of a hold starts the monitor scanning the
-    /// lease directory for requests (every 50 ms at most); until then it reports none.
+    /// lease directory for requests (every poll cap, 8 ms by default); until then it reports
+    /// none.
     fn is_requested(&self) -> bool {
         if !self.shared.watch_requests.swap(true, Ordering::AcqRel) {
             self.shared.wake.notify_one();

@@ -52,6 +52,8 @@ pub(crate) struct Leases {
     pid: u32,
     dir_mode: u32,
     file_mode: u32,
+    /// How often a holder with local waiters lists its lease directory for requests.
+    scan_every: Duration,
     /// Per lease directory, the held state this process's waiters saw and since when.
     seen: Mutex<HashMap<PathBuf, Seen>>,
 }
@@ -69,9 +71,10 @@ struct Seen {
 const SEEN_SWEEP: usize = 1024;
 
 impl Leases {
-    pub(crate) fn new(ttl: Duration, dir_mode: u32, file_mode: u32) -> Self {
+    pub(crate) fn new(ttl: Duration, dir_mode: u32, file_mode: u32, scan_every: Duration) -> Self {
         Leases {
             ttl,
+            scan_every,
             host: state::host_name(),
             pid: std::process::id(),
             dir_mode,
@@ -107,7 +110,13 @@ impl Leases {
             return Ok(None);
         }
         self.seen.lock().remove(&dir);
-        Ok(Some(LeaseLock::start(dir, name.clone(), next, started)))
+        Ok(Some(LeaseLock::start(
+            dir,
+            name.clone(),
+            next,
+            started,
+            self.scan_every,
+        )))
     }
 
     /// Marks this process's interest in `name` with a request file in its lease directory.
