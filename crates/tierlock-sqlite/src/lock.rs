@@ -32,6 +32,15 @@ impl SqliteLock {
     }
 }
 
+impl SqliteLock {
+    /// The lease id, for a release the caller does itself (on the database thread); dropping
+    /// the handle then sends nothing.
+    pub(crate) fn disarm(mut self) -> u64 {
+        self.released = true;
+        self.id
+    }
+}
+
 impl ExternalLock for SqliteLock {
     /// Deletes the lease's row; `SqliteError::LeaseLost` (and the lost signal) if another
     /// process had taken it over. The job is queued at once, so the release happens even if
@@ -96,17 +105,30 @@ impl Drop for SqliteLock {
 pub(crate) struct Waiting {
     id: u64,
     handle: Arc<Handle>,
+    armed: bool,
 }
 
 impl Waiting {
     pub(crate) fn new(id: u64, handle: Arc<Handle>) -> Waiting {
-        Waiting { id, handle }
+        Waiting {
+            id,
+            handle,
+            armed: true,
+        }
+    }
+
+    /// The mark id, for an unmark the caller does itself (on the database thread).
+    pub(crate) fn disarm(mut self) -> u64 {
+        self.armed = false;
+        self.id
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        // Left behind only if the thread is gone; the row then expires after `ttl`.
-        let _ = self.handle.send(Job::Unmark { id: self.id });
+        if self.armed {
+            // Left behind only if the thread is gone; the row then expires after `ttl`.
+            let _ = self.handle.send(Job::Unmark { id: self.id });
+        }
     }
 }

@@ -19,9 +19,10 @@
 //!
 //! Cancellation: every acquire and mark carries a cancel flag that its future sets when it is
 //! dropped. A job whose flag is set before it starts is skipped; a busy wait stops when it is
-//! set (see `busy.rs`); and a job that commits anyway hands its result to a handle whose `Drop`
-//! sends the release (or unmark) job — whether the reply finds nobody to take it, or lies
-//! unread in the dropped channel. No row is ever left owned by a lease nobody renews.
+//! set (see `busy.rs`); a job that commits anyway and finds nobody to take its result undoes it
+//! at once, before the next job; and a result that lies unread in a channel dropped later is a
+//! handle whose `Drop` sends the release (or unmark) job. No row is ever left owned by a lease
+//! nobody renews.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -221,8 +222,12 @@ impl Worker {
                     return;
                 }
                 let result = self.acquire(&name, &cancel);
-                // If nobody takes it, the lock is dropped here and its `Drop` queues the release.
-                let _ = reply.send(result);
+                if let Err(Ok(Some(lock))) = reply.send(result) {
+                    // Committed after its future was dropped: release it before any job that
+                    // was sent meanwhile (a retry of the same name by the same caller, say).
+                    let id = lock.disarm();
+                    let _ = self.release(id);
+                }
             }
             Job::Release { id, reply } => {
                 let result = self.release(id);
@@ -240,7 +245,10 @@ impl Worker {
                     return;
                 }
                 let result = self.mark(&name, &cancel);
-                let _ = reply.send(result);
+                if let Err(Ok(waiting)) = reply.send(result) {
+                    let id = waiting.disarm();
+                    self.unmark(id);
+                }
             }
             Job::Unmark { id } => self.unmark(id),
         }
