@@ -103,12 +103,34 @@ pub(crate) fn open(
             },
         }
     })?;
-    let scope = busy::Scope::new(Instant::now() + busy_timeout, None);
-    let scope = &scope;
+    let deadline = Instant::now() + busy_timeout;
+    let scope = busy::Scope::new(deadline, None);
+    busy::install(&conn)
+        .map_err(|source| SqliteError::from_sqlite(path, "open", None, scope.elapsed(), source))?;
+    // Some steps here fail with SQLITE_BUSY without calling the busy handler, when another
+    // process is setting up the same new file (switching to WAL needs the database to
+    // itself; SQLite does not wait for it, to avoid deadlocks): those are retried.
+    loop {
+        match prepare(&conn, path, durability, &scope) {
+            Err(SqliteError::Busy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(err) => return Err(err),
+            Ok(()) => return Ok(conn),
+        }
+    }
+}
+
+/// Everything after opening: checks, WAL mode, the schema. Every step can be repeated.
+fn prepare(
+    conn: &Connection,
+    path: &Path,
+    durability: Durability,
+    scope: &busy::Scope,
+) -> Result<(), SqliteError> {
     let error = |operation| {
         move |source| SqliteError::from_sqlite(path, operation, None, scope.elapsed(), source)
     };
-    busy::install(&conn).map_err(error("open"))?;
     // SQLite opens a file it may not write read-only without a word.
     if conn.is_readonly("main").map_err(error("open"))? {
         return Err(SqliteError::ReadOnly {
@@ -116,7 +138,7 @@ pub(crate) fn open(
         });
     }
     // Read before anything is written: a foreign or damaged file is left as it is.
-    match inspect(&conn).map_err(error("read the schema"))? {
+    match inspect(conn).map_err(error("read the schema"))? {
         Found::Ours | Found::Empty => {}
         Found::Newer(found) => {
             return Err(SqliteError::SchemaVersion {
@@ -144,9 +166,8 @@ pub(crate) fn open(
     let synchronous = if durability.full { "FULL" } else { "NORMAL" };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(error("set synchronous"))?;
-    create_if_empty(&conn).map_err(error("create the schema"))?;
-    check(&conn, path)?;
-    Ok(conn)
+    create_if_empty(conn).map_err(error("create the schema"))?;
+    check(conn, path)
 }
 
 /// What a file holds.
@@ -161,7 +182,18 @@ enum Found {
     Foreign(String),
 }
 
+/// Reads the header fields and the schema in one read transaction: one snapshot, even while
+/// another process creates the schema.
 fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let found = read_schema(conn);
+    if conn.execute_batch("COMMIT").is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    found
+}
+
+fn read_schema(conn: &Connection) -> rusqlite::Result<Found> {
     let application_id: i64 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let mut stmt = conn.prepare(
