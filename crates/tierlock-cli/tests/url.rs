@@ -1,8 +1,8 @@
-//! `tierlock run --url …`: the server providers from the command line.
+//! `tierlock run --url …`: the database providers from the command line.
 //!
-//! The SQLite cases need nothing but a temporary directory. The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`) and
+//! The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`) and
 //! are skipped without it (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The
-//! rest needs no server.
+//! rest needs no server (the SQLite cases use a file in a temporary directory).
 
 mod common;
 
