@@ -3,6 +3,7 @@
 //! ```text
 //! tierlock run --dir /mnt/share/locks --name nightly-export --timeout 30s -- ./export.sh
 //! tierlock run --url postgres://locker@db.internal/app --name nightly-export -- ./export.sh
+//! tierlock run --url sqlite:/var/lib/app/locks.db --name nightly-export -- ./export.sh
 //! ```
 //!
 //! Where the lock lives is chosen by exactly one of:
@@ -19,6 +20,11 @@
 //!   certificates. tierlock never echoes the URL (it may hold a password), but command lines
 //!   are visible to other local users (`ps`): keep such hosts' users trusted, or give the
 //!   database role no rights beyond connecting (advisory locks and applocks need none).
+//! * `--url sqlite:PATH` (or `sqlite:///PATH`): a lease in an SQLite database file, for
+//!   processes on this host only (cargo feature `sqlite`, on by default): the file is created
+//!   with its schema on first use, a file on a network share is refused, `--ttl` sets the
+//!   lease's time to live (default 10s), and `sqlite3 PATH 'SELECT * FROM tierlock_holders'`
+//!   shows who holds what.
 //!
 //! The exit code is the command's; when the lock is not acquired in time it is 75
 //! (`EX_TEMPFAIL`, configurable with `--conflict-exit-code`) with a message on stderr.
@@ -27,7 +33,9 @@
 //! the command (tierlock waits for it to exit, then releases); SIGTERM to tierlock stops the
 //! command. Unlike `flock(1)`, the lock is not inherited by the command: if tierlock itself dies
 //! (SIGKILL, the OOM killer, a crash), the operating system releases the lock at once — the lock
-//! file's handle is closed, the database session ends — so the command must not go on.
+//! file's handle is closed, the database session ends — so the command must not go on. (A
+//! lease — `--mode lease`, `--url sqlite:` — outlives a killed tierlock until its `--ttl` runs
+//! out instead.)
 //!
 //! # When tierlock dies
 //!
@@ -97,7 +105,8 @@ enum Command {
     /// acquired in time, prints a message and exits with --conflict-exit-code (75) without
     /// running the command.
     ///
-    /// If tierlock itself dies (SIGKILL, the OOM killer), the lock is released at once. On Linux
+    /// If tierlock itself dies (SIGKILL, the OOM killer), the lock is released at once (a lease,
+    /// `--mode lease` or `--url sqlite:`, when its --ttl runs out). On Linux
     /// COMMAND is then killed too (SIGKILL); processes that COMMAND starts are not, so make
     /// COMMAND the program doing the work (`-- prog` or `sh -c 'setup; exec prog'`, not
     /// `sh -c 'prog &'`). A set-user-ID COMMAND such as sudo loses that signal: run
@@ -107,7 +116,8 @@ enum Command {
                       tierlock run --dir /mnt/share/locks --name nightly --timeout 0 -- ./job.sh\n  \
                       tierlock run --url \"postgres://locker:$PGPASSWORD@db/app\" --name nightly -- ./job.sh\n  \
                       tierlock run --url 'mssql:server=tcp:db,1433;database=app;user id=locker;password=…' \\\n      \
-                      --namespace billing --name nightly -- ./job.sh"
+                      --namespace billing --name nightly -- ./job.sh\n  \
+                      tierlock run --url sqlite:/var/lib/app/locks.db --ttl 5s --name nightly -- ./job.sh"
     )]
     Run(RunArgs),
 
@@ -127,7 +137,8 @@ struct RunArgs {
     provider: ProviderArgs,
 
     /// Scope of lock names on the --url server (default ""): only runs with the same namespace
-    /// on the same database exclude each other. Not for --dir (use another directory).
+    /// on the same database exclude each other. Not for --dir or sqlite: (use another directory
+    /// or database file).
     #[arg(long, value_name = "NS", conflicts_with = "dir")]
     namespace: Option<String>,
 
@@ -150,12 +161,13 @@ struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", requires = "dir")]
     mode: Option<ModeArg>,
 
-    /// The lease's time to live in lease mode (default 10s; implies --mode lease): a holder that
-    /// dies keeps the lock that long.
-    #[arg(long, value_name = "DURATION", requires = "dir", value_parser = duration::parse)]
+    /// The lease's time to live (default 10s) with --dir in lease mode (implies --mode lease) or
+    /// with --url sqlite:…: a holder that dies keeps the lock that long.
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     ttl: Option<Duration>,
 
-    /// Say on stderr how the lock is kept (for --dir: the mount, its class and the mode).
+    /// Say on stderr how the lock is kept (for --dir and sqlite: the mount, its class and the
+    /// mode).
     #[arg(long, short = 'v')]
     verbose: bool,
 
@@ -189,7 +201,8 @@ struct ProviderArgs {
     /// postgres://user:password@host:5432/db (or postgresql://; add ?sslmode=require for TLS
     /// checked against the system's root certificates);
     /// jdbc:sqlserver://host:1433;databaseName=db;user=…;password=…;
-    /// mssql:server=tcp:host,1433;database=db;user id=…;password=… (ADO.NET).
+    /// mssql:server=tcp:host,1433;database=db;user id=…;password=… (ADO.NET);
+    /// sqlite:/path/to/locks.db (a lease in an SQLite file: processes on this host only).
     /// Every host must use the same database. tierlock never prints it.
     #[arg(long, short = 'u', value_name = "URL")]
     url: Option<String>,
@@ -258,9 +271,13 @@ async fn run(args: RunArgs) -> ExitCode {
             Err(err) => return fail(&err),
         },
         (None, Some(url)) => {
-            let namespace = args.namespace.as_deref().unwrap_or("");
+            let options = target::Options {
+                namespace: args.namespace.clone(),
+                ttl: args.ttl,
+                verbose: args.verbose,
+            };
             let connected = match target::classify(url) {
-                Ok(target) => target::connect(target, namespace).await,
+                Ok(target) => target::connect(target, &options).await,
                 Err(err) => Err(err),
             };
             match connected {

@@ -5,6 +5,7 @@
 //! | `postgres://…`, `postgresql://…` | PostgreSQL session advisory locks (cargo feature `postgres`) |
 //! | `jdbc:sqlserver://host:1433;databaseName=…;user=…;password=…` | SQL Server applocks (feature `mssql`) |
 //! | `mssql:` + an ADO.NET connection string, e.g. `mssql:server=tcp:host,1433;user id=…` | SQL Server applocks (feature `mssql`) |
+//! | `sqlite:/path/to.db`, `sqlite:relative.db`, `sqlite:///path/to.db` | leases in an SQLite file on this host (feature `sqlite`) |
 //!
 //! `sqlserver://` is not accepted: no SQL Server driver parses it, so the error names the two
 //! forms that work. Classification is pure string work and does not depend on the cargo
@@ -20,6 +21,9 @@
 //! `verify-full`. `sslmode=disable`/`prefer`, or none, connect in plain text; tokio-postgres
 //! knows no other `sslmode` values (`verify-full` is refused as an invalid connection string).
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use tierlock::LockManager;
 
 /// A server provider and the connection string its driver takes.
@@ -29,6 +33,8 @@ pub enum Target {
     Postgres(String),
     /// An ADO.NET or `jdbc:sqlserver://` connection string for tiberius.
     Mssql(String),
+    /// The path of an SQLite database file.
+    Sqlite(PathBuf),
 }
 
 impl std::fmt::Debug for Target {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for Target {
         match self {
             Target::Postgres(_) => f.write_str("Postgres(..)"),
             Target::Mssql(_) => f.write_str("Mssql(..)"),
+            Target::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
         }
     }
 }
@@ -55,16 +62,33 @@ pub enum TargetError {
          or mssql:server=tcp:host,1433;database=…;user id=…;password=…"
     )]
     SqlServerScheme,
+    /// `sqlite://host/…`, or `sqlite:` without a path.
+    #[error(
+        "--url sqlite: needs the path of a database file on this host: sqlite:/path/to.db or sqlite:///path/to.db"
+    )]
+    SqlitePath,
+    /// `--namespace` with an SQLite file.
+    #[error("--namespace is not for sqlite: (use another database file)")]
+    SqliteNamespace,
+    /// `--ttl` with a server that is not SQLite.
+    #[error("--ttl is for --dir (lease mode) and --url sqlite:…, not for {database}")]
+    TtlNotForServer {
+        /// `PostgreSQL` or `SQL Server`.
+        database: &'static str,
+    },
     /// A scheme no provider handles.
     #[error(
-        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://… or mssql:…)"
+        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://…, mssql:… or sqlite:…)"
     )]
     UnknownScheme {
         /// The scheme, lower-cased.
         scheme: String,
     },
     /// The provider was left out of this build.
-    #[cfg_attr(all(feature = "postgres", feature = "mssql"), allow(dead_code))]
+    #[cfg_attr(
+        all(feature = "postgres", feature = "mssql", feature = "sqlite"),
+        allow(dead_code)
+    )]
     #[error("this build of tierlock has no {database} support (feature `{feature}`)")]
     NotBuilt {
         /// `PostgreSQL` or `SQL Server`.
@@ -73,7 +97,10 @@ pub enum TargetError {
         feature: &'static str,
     },
     /// The provider refused the connection string or could not connect.
-    #[cfg_attr(not(any(feature = "postgres", feature = "mssql")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mssql", feature = "sqlite")),
+        allow(dead_code)
+    )]
     #[error("cannot use {database}")]
     Provider {
         /// `PostgreSQL` or `SQL Server`.
@@ -112,16 +139,97 @@ pub fn classify(url: &str) -> Result<Target, TargetError> {
             Ok(Target::Mssql(rest.trim().to_owned()))
         }
         "sqlserver" | "mssql" => Err(TargetError::SqlServerScheme),
+        "sqlite" => sqlite_path(rest).map(Target::Sqlite),
         _ => Err(TargetError::UnknownScheme { scheme }),
     }
 }
 
-/// Makes a lock manager on the provider `target` names; `namespace` scopes the lock names.
-pub async fn connect(target: Target, namespace: &str) -> Result<LockManager, TargetError> {
-    match target {
-        Target::Postgres(url) => postgres(url, namespace).await,
-        Target::Mssql(conn) => mssql(&conn, namespace),
+/// The path in `sqlite:PATH` (`rest` is what follows the colon): `sqlite:/abs.db`,
+/// `sqlite:rel.db`, or the URL form with an empty authority, `sqlite:///abs.db`. A host
+/// (`sqlite://host/…`) is refused: SQLite databases are local files.
+fn sqlite_path(rest: &str) -> Result<PathBuf, TargetError> {
+    let path = match rest.strip_prefix("//") {
+        Some(after) if after.starts_with('/') => after,
+        Some(_) => return Err(TargetError::SqlitePath),
+        None => rest,
+    };
+    if path.is_empty() {
+        return Err(TargetError::SqlitePath);
     }
+    Ok(PathBuf::from(path))
+}
+
+/// What `--url` providers take besides the target.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--namespace`: scopes the names on a server (not for SQLite).
+    pub namespace: Option<String>,
+    /// `--ttl`: the lease time to live (SQLite only).
+    pub ttl: Option<Duration>,
+    /// `--verbose`: say on stderr where the lock lives.
+    pub verbose: bool,
+}
+
+/// Makes a lock manager on the provider `target` names.
+pub async fn connect(target: Target, options: &Options) -> Result<LockManager, TargetError> {
+    let namespace = options.namespace.as_deref().unwrap_or("");
+    let no_ttl = |database| match options.ttl {
+        Some(_) => Err(TargetError::TtlNotForServer { database }),
+        None => Ok(()),
+    };
+    match target {
+        Target::Postgres(url) => {
+            no_ttl("PostgreSQL")?;
+            postgres(url, namespace).await
+        }
+        Target::Mssql(conn) => {
+            no_ttl("SQL Server")?;
+            mssql(&conn, namespace)
+        }
+        Target::Sqlite(path) => {
+            if options.namespace.is_some() {
+                return Err(TargetError::SqliteNamespace);
+            }
+            sqlite(&path, options.ttl, options.verbose)
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite(
+    path: &std::path::Path,
+    ttl: Option<Duration>,
+    verbose: bool,
+) -> Result<LockManager, TargetError> {
+    let mut builder = tierlock::SqliteProvider::builder(path);
+    if let Some(ttl) = ttl {
+        builder = builder.ttl(ttl);
+    }
+    let provider = builder.build().map_err(|err| TargetError::Provider {
+        database: "SQLite",
+        source: Box::new(err),
+    })?;
+    if verbose {
+        eprintln!(
+            "tierlock: {} is on {}\ntierlock: SQLite lease, ttl {:?}",
+            provider.path().display(),
+            provider.mount(),
+            provider.ttl()
+        );
+    }
+    Ok(LockManager::new(provider))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite(
+    _path: &std::path::Path,
+    _ttl: Option<Duration>,
+    _verbose: bool,
+) -> Result<LockManager, TargetError> {
+    Err(TargetError::NotBuilt {
+        database: "SQLite",
+        feature: "sqlite",
+    })
 }
 
 #[cfg(feature = "postgres")]
@@ -265,6 +373,52 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_paths() {
+        let sqlite = |p: &str| Target::Sqlite(PathBuf::from(p));
+        assert_eq!(
+            classify("sqlite:/var/lib/app/locks.db").unwrap(),
+            sqlite("/var/lib/app/locks.db")
+        );
+        assert_eq!(classify("SQLite:locks.db").unwrap(), sqlite("locks.db"));
+        assert_eq!(classify("sqlite:///tmp/x.db").unwrap(), sqlite("/tmp/x.db"));
+        assert_eq!(classify("sqlite:./a b.db").unwrap(), sqlite("./a b.db"));
+        for bad in ["sqlite:", "sqlite://", "sqlite://host/x.db"] {
+            let err = classify(bad).unwrap_err().to_string();
+            assert!(err.contains("sqlite:/path/to.db"), "{bad}: {err}");
+        }
+        assert_eq!(
+            format!("{:?}", classify("sqlite:/a.db").unwrap()),
+            "Sqlite(\"/a.db\")"
+        );
+    }
+
+    #[test]
+    fn sqlite_takes_no_namespace_and_servers_no_ttl() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let options = Options {
+            namespace: Some("ns".to_owned()),
+            ..Options::default()
+        };
+        let err = runtime
+            .block_on(connect(
+                classify("sqlite:/nonexistent/x.db").unwrap(),
+                &options,
+            ))
+            .unwrap_err();
+        assert!(matches!(err, TargetError::SqliteNamespace), "{err}");
+        let options = Options {
+            ttl: Some(Duration::from_secs(1)),
+            ..Options::default()
+        };
+        let err = runtime
+            .block_on(connect(pg("postgres://db/app"), &options))
+            .unwrap_err();
+        assert!(matches!(err, TargetError::TtlNotForServer { .. }), "{err}");
+    }
+
+    #[test]
     fn debug_hides_the_connection_string() {
         let target = classify("postgres://u:hunter2@db/app").unwrap();
         assert_eq!(format!("{target:?}"), "Postgres(..)");
@@ -288,7 +442,7 @@ mod tests {
             .build()
             .unwrap();
         let err = runtime
-            .block_on(connect(pg("postgres://db/app"), ""))
+            .block_on(connect(pg("postgres://db/app"), &Options::default()))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -303,7 +457,7 @@ mod tests {
             .build()
             .unwrap();
         let err = runtime
-            .block_on(connect(ms("server=tcp:db,1433"), ""))
+            .block_on(connect(ms("server=tcp:db,1433"), &Options::default()))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -318,6 +472,10 @@ mod tests {
             .build()
             .unwrap();
         let target = classify("mssql:server=tcp:db.invalid,1433;user id=u;password=p").unwrap();
-        assert!(runtime.block_on(connect(target, "ns")).is_ok());
+        let options = Options {
+            namespace: Some("ns".to_owned()),
+            ..Options::default()
+        };
+        assert!(runtime.block_on(connect(target, &options)).is_ok());
     }
 }

@@ -1,8 +1,8 @@
-//! `tierlock run --url …`: the server providers from the command line.
+//! `tierlock run --url …`: the database providers from the command line.
 //!
 //! The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`) and
 //! are skipped without it (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The
-//! rest needs no server.
+//! rest needs no server (the SQLite cases use a file in a temporary directory).
 
 mod common;
 
@@ -238,4 +238,96 @@ fn namespace_with_dir_is_a_usage_error() {
     });
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--namespace"), "{}", stderr(&out));
+}
+
+/// Starts a holder of `name` in the SQLite file behind `url` that touches `marker` once it
+/// holds the lock, then sleeps a minute.
+fn hold_sqlite(url: &str, name: &str, marker: &Path) -> Child {
+    let script = holder_script(marker, 60);
+    spawn_holder(
+        tierlock(url, &["--name", name, "--", "sh", "-c", &script]),
+        marker,
+    )
+}
+
+#[test]
+fn sqlite_file_conflicts_are_seen_and_the_table_says_who_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locks.db");
+    let url = format!("sqlite:{}", db.display());
+    let holder = hold_sqlite(&url, "job", &dir.path().join("held"));
+
+    let out = output(tierlock(
+        &url,
+        &["--name", "job", "--timeout", "0", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("held elsewhere"), "{}", stderr(&out));
+
+    // Another name in the same file, in the URL form with three slashes, and --verbose.
+    let url3 = format!("sqlite://{}", db.display());
+    assert!(url3.starts_with("sqlite:///"));
+    let out = output(tierlock(
+        &url3,
+        &["--name", "other", "--verbose", "--ttl", "2s", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("local"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ttl 2s"), "{}", stderr(&out));
+
+    let sqlite3 = rusqlite::Connection::open(&db).unwrap();
+    let (name, pid): (String, u32) = sqlite3
+        .query_row("SELECT name, pid FROM tierlock_holders", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((name.as_str(), pid), ("job", holder.id()));
+
+    stop(holder);
+    let out = output(tierlock(
+        &url,
+        &["--name", "job", "--timeout", "10s", "--", "true"],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the lock stayed held: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sqlite_refuses_a_foreign_file_a_namespace_and_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a database at all, ".repeat(50)).unwrap();
+    let cases = [
+        (
+            format!("sqlite:{}", notes.display()),
+            vec![],
+            "not an SQLite database",
+        ),
+        (
+            format!("sqlite:{}", dir.path().join("x.db").display()),
+            vec!["--namespace", "ns"],
+            "--namespace is not for sqlite",
+        ),
+        (
+            "sqlite://db-host/locks.db".to_owned(),
+            vec![],
+            "sqlite:/path/to.db",
+        ),
+        (
+            "postgres://locker:hunter2@127.0.0.1:1/app".to_owned(),
+            vec!["--ttl", "5s"],
+            "--ttl is for",
+        ),
+    ];
+    for (url, extra, needle) in cases {
+        let mut args = extra.clone();
+        args.extend(["--name", "x", "--", "true"]);
+        let out = output(tierlock(&url, &args));
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{url}: {}", stderr(&out));
+    }
 }

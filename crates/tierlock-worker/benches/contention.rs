@@ -4,7 +4,8 @@
 //! `cargo bench -p tierlock-worker --bench contention` (`TIERLOCK_BENCH_SECS` changes the 10 s
 //! per run, `TIERLOCK_BENCH_CRIT_US` the 100 µs critical section). With
 //! `TIERLOCK_BENCH_PROVIDER=postgres` it runs on the PostgreSQL server named by
-//! `TIERLOCK_PG_URL` instead of a lock directory; with `lease`, in lease mode on a local
+//! `TIERLOCK_PG_URL` instead of a lock directory; with `sqlite`, on an SQLite database file in
+//! a temporary directory (10 s leases); with `lease`, in lease mode on a local
 //! directory; with `rig-lease` / `rig-flock`, one process on each "host" of the two-host rig
 //! (`eval "$(scripts/rig start)"`), in lease mode on hostA/hostB or flock mode on fwdA/fwdB. Prints critical sections per second and per-process wait percentiles.
 
@@ -63,6 +64,10 @@ fn main() {
                 ]
             }
             "lease" => vec![strings(&["file-lease", &local, "10000"]); 2],
+            "sqlite" => {
+                let db = dir.path().join("locks.db").to_string_lossy().into_owned();
+                vec![strings(&["sqlite", &db, "10000"]); 2]
+            }
             _ => vec![strings(&["file", &local]); 2],
         };
         let lines = runtime.block_on(multiprocess::contention_across(

@@ -2,7 +2,7 @@
 //! multi-process tests (see `tierlock_testkit::worker` for the modes).
 //!
 //! Providers: `file DIR` (mode chosen from the mount), `file-flock DIR`, `file-lease DIR TTL_MS`,
-//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`.
+//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`, `sqlite PATH TTL_MS`.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +42,16 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 3))
         }
+        Some("sqlite") => {
+            let ttl = arg(2, "TTL_MS")?
+                .parse()
+                .map_err(|e| format!("TTL_MS: {e}"))?;
+            let provider = tierlock_sqlite::SqliteProvider::builder(arg(1, "PATH")?)
+                .ttl(std::time::Duration::from_millis(ttl))
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(provider), 3))
+        }
         Some("postgres") => {
             let provider = tierlock_postgres::PostgresProvider::builder(arg(1, "URL")?)
                 .namespace(arg(2, "NAMESPACE")?)
@@ -59,7 +69,8 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
         }
         other => Err(format!(
             "unknown provider {other:?} (expected: file DIR | file-flock DIR | \
-             file-lease DIR TTL_MS | postgres URL NAMESPACE | mssql CONNECTION_STRING NAMESPACE)"
+             file-lease DIR TTL_MS | sqlite PATH TTL_MS | postgres URL NAMESPACE | \
+             mssql CONNECTION_STRING NAMESPACE)"
         )),
     }
 }

@@ -17,6 +17,7 @@
 //! | `file` (default) | `FileProvider`: files in a directory, local or on a network share (`flock` where the mount forwards locks, a lease elsewhere) | `tierlock-file` |
 //! | `postgres` (`postgres-rustls` for TLS) | `PostgresProvider`: PostgreSQL session advisory locks | `tierlock-postgres` |
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
+//! | `sqlite` | `SqliteProvider`: leases with expiry and fencing tokens in an SQLite file, one host | `tierlock-sqlite` |
 //!
 //! ```
 //! use std::time::Duration;
@@ -57,6 +58,11 @@ pub use tierlock_postgres::{
 
 #[cfg(feature = "mssql")]
 pub use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlProvider};
+
+#[cfg(all(feature = "sqlite", not(feature = "file")))]
+pub use tierlock_sqlite::{Mount, MountClass};
+#[cfg(feature = "sqlite")]
+pub use tierlock_sqlite::{SqliteError, SqliteProvider, SqliteProviderBuilder};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]
