@@ -65,10 +65,12 @@
 
 mod error;
 mod guard;
+pub mod held;
 mod manager;
 mod memory;
 mod name;
 mod owner;
+pub mod pool;
 pub mod provider;
 mod shards;
 mod stats;
@@ -80,5 +82,5 @@ pub use manager::LockManager;
 pub use memory::MemoryProvider;
 pub use name::{LockName, MAX_NAME_LEN};
 pub use owner::{Owner, scope};
-pub use provider::{ExternalLock, LostSignal, Provider, RequestMark, WaitStrategy};
+pub use provider::{ExternalLock, Latch, LostSignal, Provider, RequestMark, WaitStrategy};
 pub use stats::Stats;

@@ -203,19 +203,86 @@ impl fmt::Debug for RequestMark {
     }
 }
 
-/// A one-way flag that a provider raises when an external lock it handed out is lost.
+/// A flag that is raised once and can be awaited: "the connection closed", "the release
+/// finished". Cloning shares the flag.
+///
+/// It is the one raised-once type of the project: [`LostSignal`] is a `Latch` with a name that
+/// says what it means, and providers use it for their own events (a connection's socket task
+/// ending, a background release finishing).
+///
+/// ```
+/// use tierlock_core::provider::Latch;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let closed = Latch::new();
+/// let seen = closed.clone();
+/// let waiter = tokio::spawn(async move { seen.wait().await });
+/// closed.raise();
+/// waiter.await.unwrap();
+/// assert!(closed.is_raised());
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Latch(Arc<LatchInner>);
+
+#[derive(Default)]
+struct LatchInner {
+    raised: AtomicBool,
+    notify: Notify,
+}
+
+impl Latch {
+    /// A latch that is not raised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises the latch and wakes everyone waiting in [`Latch::wait`]. Raising it again does
+    /// nothing more.
+    pub fn raise(&self) {
+        self.0.raised.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether the latch was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.raised.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the latch is raised (at once if it already was).
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_raised() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether `self` and `other` are clones of one latch.
+    pub(crate) fn same(&self, other: &Latch) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Latch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Latch")
+            .field("raised", &self.is_raised())
+            .finish()
+    }
+}
+
+/// A one-way flag that a provider raises when an external lock it handed out is lost: a
+/// [`Latch`] under a name that says what it means.
 ///
 /// Cloning shares the flag. The manager checks it at turn boundaries (a lost lock is not handed
 /// to the next local owner) and [`LockGuard::lost`](crate::LockGuard::lost) lets the code that
 /// holds the lock react to it.
 #[derive(Clone, Default)]
-pub struct LostSignal(Arc<LostInner>);
-
-#[derive(Default)]
-struct LostInner {
-    lost: AtomicBool,
-    notify: Notify,
-}
+pub struct LostSignal(Latch);
 
 impl LostSignal {
     /// A signal that has not fired.
@@ -225,24 +292,17 @@ impl LostSignal {
 
     /// Marks the lock lost and wakes everyone waiting in [`LostSignal::wait`].
     pub fn trigger(&self) {
-        self.0.lost.store(true, Ordering::Release);
-        self.0.notify.notify_waiters();
+        self.0.raise();
     }
 
     /// Whether the lock was lost.
     pub fn is_lost(&self) -> bool {
-        self.0.lost.load(Ordering::Acquire)
+        self.0.is_raised()
     }
 
     /// Resolves once the lock is lost (at once if it already was).
     pub async fn wait(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if self.is_lost() {
-                return;
-            }
-            notified.await;
-        }
+        self.0.wait().await;
     }
 }
 
