@@ -171,7 +171,7 @@ fn contention(c: &mut Criterion, runtime: &Runtime, url: &str) {
 async fn connect(url: &str, namespace: &str) -> PostgresProvider {
     PostgresProvider::builder(url)
         .namespace(namespace)
-        .max_idle(8)
+        .max_idle_connections(8)
         .connect()
         .await
         .unwrap()

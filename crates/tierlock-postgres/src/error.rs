@@ -18,6 +18,16 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
 
+    /// A builder option is out of range (see
+    /// [`PostgresProviderBuilder::build`](crate::PostgresProviderBuilder::build)).
+    #[error("invalid PostgreSQL provider option {option}: {reason}")]
+    Option {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
+
     /// Opening a connection (TCP, TLS, authentication) or preparing it failed.
     #[error("could not open a PostgreSQL connection")]
     Connect {
@@ -26,7 +36,7 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
 
-    /// Opening a connection took longer than the command timeout.
+    /// Opening a connection took longer than the connect timeout.
     #[error("opening a PostgreSQL connection took longer than {after:?}")]
     ConnectTimeout {
         /// The limit that was exceeded.
@@ -55,6 +65,38 @@ pub enum PostgresError {
         operation: &'static str,
         /// The limit that was exceeded.
         after: Duration,
+    },
+
+    /// The lock was lost while it was held: its connection closed or stopped answering (the
+    /// server then frees the lock with the session), so there was nothing left to release.
+    #[error("the PostgreSQL session holding lock {name:?} was lost")]
+    Lost {
+        /// The lock name.
+        name: String,
+    },
+
+    /// With fencing on, the lock was granted but its fencing token could not be taken from the
+    /// counter table (missing and not creatable, no permission, the connection broke, …). The
+    /// lock was released: nothing is held.
+    #[error("could not take a fencing token for lock {name:?} from table {table}")]
+    Fencing {
+        /// The lock name.
+        name: String,
+        /// The counter table, as configured.
+        table: String,
+        /// What failed: the upsert, or the table's creation.
+        #[source]
+        source: Box<PostgresError>,
+    },
+
+    /// The fencing counter table holds a value that is not a positive token (it was edited by
+    /// hand): the next token cannot be trusted to be larger than every earlier one.
+    #[error("the fencing counter of lock {name:?} holds {value}, not a positive token")]
+    InvalidToken {
+        /// The lock name.
+        name: String,
+        /// What the table holds.
+        value: i64,
     },
 
     /// `pg_advisory_unlock` reported that the session did not hold the lock it was releasing:
