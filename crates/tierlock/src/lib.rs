@@ -18,6 +18,17 @@
 //! | `postgres` (`postgres-rustls` for TLS) | `PostgresProvider`: PostgreSQL session advisory locks | `tierlock-postgres` |
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //!
+//! Every provider is made the same way: `XxxProvider::builder(..)` returns an
+//! `XxxProviderBuilder` (`FileProviderBuilder`, `PostgresProviderBuilder`,
+//! `MssqlProviderBuilder`) whose options share one vocabulary (`namespace`,
+//! `max_idle_connections`, `request_poll_interval`, `fencing`, …; `None` switches an interval
+//! off, a zero duration is an error).
+//!
+//! Fencing tokens (`guard.fencing_token()`) come from the file provider always and from
+//! PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` and the `fencing`
+//! example (feature `postgres`) for a resource that rejects writes from a holder that lost its
+//! lock.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tierlock::{LockManager, MemoryProvider};
@@ -39,7 +50,7 @@
 #![forbid(unsafe_code)]
 
 pub use tierlock_core::{
-    BoxError, ExternalLock, InvalidNameReason, LockError, LockGuard, LockManager, LockName,
+    BoxError, ExternalLock, InvalidNameReason, Latch, LockError, LockGuard, LockManager, LockName,
     LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats, WaitStrategy,
     provider, scope,
 };
@@ -51,11 +62,11 @@ pub use tierlock_file::{
 
 #[cfg(feature = "postgres")]
 pub use tierlock_postgres::{
-    Builder as PostgresBuilder, PostgresError, PostgresProvider, lock_key as postgres_lock_key,
+    PostgresError, PostgresProvider, PostgresProviderBuilder, lock_key as postgres_lock_key,
 };
 
 #[cfg(feature = "mssql")]
-pub use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlProvider};
+pub use tierlock_mssql::{MssqlError, MssqlProvider, MssqlProviderBuilder};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]
