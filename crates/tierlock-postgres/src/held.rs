@@ -33,17 +33,12 @@ use crate::error::PostgresError;
 pub(crate) struct PgLock {
     name: LockName,
     token: Option<u64>,
-    /// `None` once released.
-    hold: Option<Hold<PgSession>>,
+    hold: Hold<PgSession>,
 }
 
 impl PgLock {
     pub(crate) fn new(name: LockName, token: Option<u64>, hold: Hold<PgSession>) -> PgLock {
-        PgLock {
-            name,
-            token,
-            hold: Some(hold),
-        }
+        PgLock { name, token, hold }
     }
 }
 
@@ -119,16 +114,13 @@ impl Session for PgSession {
 }
 
 impl ExternalLock for PgLock {
-    fn release(mut self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
-        let hold = self.hold.take();
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
+        let PgLock { name, hold, .. } = *self;
         Box::pin(async move {
-            let Some(hold) = hold else {
-                return Ok(());
-            };
             match hold.take_back().await {
                 Some(session) => Ok(session.unlock().await?),
                 None => Err(Box::new(PostgresError::Lost {
-                    name: self.name.to_string(),
+                    name: name.to_string(),
                 }) as BoxError),
             }
         })
@@ -142,11 +134,11 @@ impl ExternalLock for PgLock {
     }
 
     fn is_requested(&self) -> bool {
-        self.hold.as_ref().is_some_and(Hold::is_requested)
+        self.hold.is_requested()
     }
 
     fn lost_signal(&self) -> Option<LostSignal> {
-        self.hold.as_ref().map(|hold| hold.lost_signal().clone())
+        Some(self.hold.lost_signal().clone())
     }
 
     fn fencing_token(&self) -> Option<u64> {
