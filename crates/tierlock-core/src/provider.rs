@@ -25,7 +25,87 @@
 //! nothing held: if the backend may have granted the lock, the provider must make sure it is
 //! released (e.g. by closing the connection the lock lives on).
 //!
+//! # Writing a provider
+//!
+//! The contract in practice. The file provider (`tierlock-file`: flock and lease modes), the
+//! PostgreSQL provider (`tierlock-postgres`: a held lock on a session, unlocked on drop, fencing
+//! by upsert) and the SQL Server provider (`tierlock-mssql`: the same lifecycle, closed on drop,
+//! tested through a fake server) are the worked examples.
+//!
+//! * **Shape.** A crate `tierlock-xxx` that depends on `tierlock-core` (and its backend's
+//!   driver). `XxxProvider::builder(..)` returns an `XxxProviderBuilder` (`FileProviderBuilder`,
+//!   `PostgresProviderBuilder`, `MssqlProviderBuilder`, `SqliteProviderBuilder`,
+//!   `RedisProviderBuilder`); `build()` makes the provider without I/O, `connect()` (where it
+//!   means something) also proves the backend reachable.
+//! * **Options** use one vocabulary, where they apply: `namespace`, `max_idle_connections`,
+//!   `idle_timeout`, `request_poll_interval`, `keepalive_interval`, `command_timeout`,
+//!   `connect_timeout`, `fencing(bool)`. A duration that can be switched off takes
+//!   `impl Into<Option<Duration>>`: `None` is off, a plain `Duration` is on. A zero duration is
+//!   never a sentinel: `build()` rejects it with a typed error naming the option (a computed
+//!   interval that happens to be zero must not silently switch hand-over off). The builder's
+//!   docs have a table of the options and their defaults.
+//! * **[`Provider::acquire`] is one attempt or one native wait.** With
+//!   [`WaitStrategy::Native`], wait on the server until the deadline: a passed deadline is one
+//!   attempt, `None` waits without limit, the remaining budget is rounded *up*, and a server
+//!   that gives up before the deadline by the client's clock is asked again — "held elsewhere"
+//!   (`Ok(None)`) is never reported early. Bound the client's wait for the answer by the budget
+//!   plus `command_timeout`. With [`WaitStrategy::Poll`], make exactly one attempt and return;
+//!   the manager backs off and retries.
+//! * **Cancellation.** Every future may be dropped at any `.await`. Run each command on a
+//!   connection *owned* by the future, so dropping the future closes the connection and the
+//!   server frees whatever the session took, including a lock granted at that instant. If the
+//!   backend does not notice a closed socket while it waits (PostgreSQL), send a cancel request
+//!   too. Reuse connections through [`IdlePool`](crate::pool::IdlePool) and keep its rules:
+//!   only clean connections go back.
+//! * **Request marks.** [`Provider::request`] marks interest for as long as the returned
+//!   [`RequestMark`] lives (a shared lock on a derived resource, a row, a key), on its own
+//!   connection; wrap what holds it in [`AbandonOnDrop`](crate::held::AbandonOnDrop) so
+//!   dropping withdraws it in the background.
+//! * **[`ExternalLock::is_requested`] is a cached read.** The manager calls it at turn
+//!   boundaries with the name's entry locked: a load of an atomic that a background task keeps
+//!   up to date, never I/O. With `request_poll_interval` off it stays `false`, and the process
+//!   keeps the lock for as long as its own tasks want it.
+//! * **The held lock's lifecycle** is [`held::Hold`](crate::held::Hold): a monitor task owns
+//!   the session, checks requests every `request_poll_interval`, sends a keepalive after
+//!   `keepalive_interval` of silence, and fires the [`LostSignal`] when the session closes,
+//!   breaks or stops answering; `release` takes the session back between round trips, unlocks
+//!   and pools it; dropping abandons it in the background (unlock, or close the connection).
+//!   Without a runtime the session is dropped with its task: closing the connection frees the
+//!   lock.
+//! * **Lost locks.** Fire the [`LostSignal`] whenever the backend can no longer promise
+//!   exclusion: the connection closed, a round trip failed or timed out. A lease provider renews
+//!   every `ttl / 3` and counts its lease lost if no renewal succeeded within 9/10 of `ttl`
+//!   after the start of the last one ([`Schedule::lease`](crate::held::Schedule::lease)): a
+//!   waiter breaks a lease only after seeing it unchanged for a whole `ttl` by its own clock,
+//!   and the tenth left covers clock-rate differences and telling the code that holds the lock.
+//! * **Fencing tokens.** [`ExternalLock::fencing_token`] strictly increases per name with every
+//!   external acquisition, across processes, hosts and killed holders. Take it before the lock
+//!   is handed out, in the same session or transaction that holds it; if that fails, release
+//!   the lock and return a typed error. Always on where the counter is free (file, lease rows,
+//!   Redis), `.fencing(true)` where it costs a statement (PostgreSQL, SQL Server). Re-entrant
+//!   guards and local hand-offs share the token: the manager does that, not the provider.
+//! * **[`ExternalLock::drop_releases`]** is `true` only if dropping the handle frees the lock
+//!   at once with a system call (file), or starts the release itself without blocking *and*
+//!   makes this provider's next acquisition of the name wait for it
+//!   ([`held::Releases`](crate::held::Releases), as PostgreSQL does). Otherwise leave it
+//!   `false`: the manager spawns [`ExternalLock::release`]. Either way, dropping must free the
+//!   lock eventually, with or without a runtime.
+//! * **Errors** are a `thiserror` enum of the crate. Every variant about a lock carries the
+//!   lock name, and the driver's or the server's error as `#[source]`; configuration errors
+//!   come from `build()`. "Held elsewhere" is `Ok(None)`, never an error.
+//! * **Tests.** Run the battery with
+//!   [`tierlock_testkit::conformance_tests!`](https://docs.rs/tierlock-testkit) (each factory
+//!   call a fresh namespace; `requires_env = "…"` for a server; once more with fencing on if it
+//!   is opt-in). Try to break the concurrency claims on the real backend: cancel acquisitions at
+//!   every await, kill sessions and servers, terminate backends. Add a provider kind to the
+//!   `tierlock-worker` binary and run the multi-process scenarios of
+//!   `tierlock_testkit::multiprocess`: `mutual_exclusion`, `killed_holder_is_released`,
+//!   `busy_process_hands_over`, and for tokens `tokens_increase_across_processes` and
+//!   `tokens_increase_across_a_killed_holder`. Document it in `docs/providers/xxx.md`.
+//!
 //! # Implementing a provider
+//!
+//! The smallest provider that compiles:
 //!
 //! ```
 //! use std::time::Instant;
