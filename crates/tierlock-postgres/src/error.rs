@@ -110,9 +110,23 @@ pub enum PostgresError {
 
 impl PostgresError {
     /// True if the error says that the connection was already closed (a stale pooled
-    /// connection): the command was not run and may be retried on a fresh connection.
+    /// connection), or that the server ended the session as the command arrived (a FATAL error:
+    /// `pg_terminate_backend`, a shutdown): either way the session is gone with anything the
+    /// command might have taken, and the command may be retried on a fresh connection.
     pub(crate) fn is_closed(&self) -> bool {
-        matches!(self, PostgresError::Query { source, .. } if source.is_closed())
+        let PostgresError::Query { source, .. } = self else {
+            return false;
+        };
+        source.is_closed()
+            || source.as_db_error().is_some_and(|db| {
+                matches!(
+                    db.parsed_severity(),
+                    Some(
+                        tokio_postgres::error::Severity::Fatal
+                            | tokio_postgres::error::Severity::Panic
+                    )
+                )
+            })
     }
 
     /// Makes a [`PostgresError::Query`] from a driver error (for `map_err`).
