@@ -34,6 +34,7 @@ use tokio_postgres::{Client, NoTls};
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
 /// The protected resource: documents that remember the token of their last write.
+#[derive(Debug)]
 pub struct Documents {
     client: Client,
 }
@@ -124,7 +125,9 @@ pub async fn run(url: &str, namespace: &str) -> Result<Outcome> {
 
     // A takes the lock and writes with its token.
     let guard_a = process_a.lock(&lock, Duration::from_secs(10)).await?;
-    let token_a = guard_a.fencing_token().ok_or("fencing is on: A has a token")?;
+    let token_a = guard_a
+        .fencing_token()
+        .ok_or("fencing is on: A has a token")?;
     let a_first = documents.write(&id, "draft by A", token_a).await?;
 
     // A is paused, and meanwhile loses the lock: its session ends.
@@ -133,7 +136,9 @@ pub async fn run(url: &str, namespace: &str) -> Result<Outcome> {
 
     // B takes the lock (a larger token) and writes.
     let guard_b = process_b.lock(&lock, Duration::from_secs(10)).await?;
-    let token_b = guard_b.fencing_token().ok_or("fencing is on: B has a token")?;
+    let token_b = guard_b
+        .fencing_token()
+        .ok_or("fencing is on: B has a token")?;
     let b = documents.write(&id, "final by B", token_b).await?;
 
     // A wakes up and writes without looking at `guard_a.is_lost()`: the resource refuses.
@@ -178,7 +183,10 @@ async fn main() -> Result<()> {
     println!("A wrote with token {:?}", outcome.a_first);
     println!("B wrote with token {:?}", outcome.b);
     println!("A's late write accepted: {}", outcome.a_late);
-    println!("A's release said the lock was lost: {}", outcome.a_told_lost);
+    println!(
+        "A's release said the lock was lost: {}",
+        outcome.a_told_lost
+    );
     println!("the document says: {:?}", outcome.body);
     Ok(())
 }
