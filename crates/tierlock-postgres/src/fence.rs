@@ -126,11 +126,16 @@ impl FenceTable {
         match tokio::time::timeout(limit, create).await {
             Ok(Ok(())) => Ok(()),
             // Two sessions creating the table at once: one of them may trip over the other's
-            // catalog entries instead of seeing "already exists".
+            // catalog entries (the table's row type: 42710, or a unique index of the catalog:
+            // 23505) instead of seeing "already exists" (42P07).
             Ok(Err(err))
                 if matches!(
                     err.code(),
-                    Some(&SqlState::DUPLICATE_TABLE | &SqlState::UNIQUE_VIOLATION)
+                    Some(
+                        &SqlState::DUPLICATE_TABLE
+                            | &SqlState::DUPLICATE_OBJECT
+                            | &SqlState::UNIQUE_VIOLATION
+                    )
                 ) =>
             {
                 Ok(())

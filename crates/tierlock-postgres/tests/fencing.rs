@@ -161,46 +161,45 @@ async fn cancelled_acquisitions_never_leak_a_lock_and_never_repeat_a_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_counter_table_is_created_on_first_use() {
+async fn the_counter_table_is_created_on_first_use_by_racing_providers() {
     let Some(url) = server_url(URL) else { return };
     let admin = admin(&url).await;
     let table = format!("public.fence_test_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
-        .await
-        .unwrap();
     let ns = fresh_namespace("fence-create");
-    // Several providers race to create it.
-    let providers: Vec<_> = (0..4)
-        .map(|_| {
-            PostgresProvider::builder(&url)
+    // Each round, 8 providers find the table missing at once and race to create it.
+    for round in 0..10 {
+        admin
+            .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let provider = PostgresProvider::builder(&url)
                 .namespace(&ns)
                 .fencing(true)
                 .fencing_table(&table)
                 .build()
-                .unwrap()
-        })
-        .collect();
-    let mut tasks = Vec::new();
-    for (i, provider) in providers.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let lock = name(&format!("first-use-{i}"));
-            let held = provider.acquire(&lock, Some(Instant::now())).await;
-            let held = held.unwrap().expect("free");
-            let token = held.fencing_token();
-            held.release().await.unwrap();
-            token
-        }));
+                .unwrap();
+            tasks.push(tokio::spawn(async move {
+                let lock = name(&format!("first-use-{i}"));
+                let held = provider.acquire(&lock, Some(Instant::now())).await;
+                let held = held.unwrap_or_else(|err| panic!("round {round}: {err:?}"));
+                let held = held.expect("free");
+                let token = held.fencing_token();
+                held.release().await.unwrap();
+                token
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Some(1), "round {round}");
+        }
+        let rows: i64 = admin
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 8);
     }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Some(1));
-    }
-    let rows: i64 = admin
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 4);
     admin
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
