@@ -1,7 +1,10 @@
 //! The core of [tierlock](https://docs.rs/tierlock): a two-tier, re-entrant lock manager.
 //!
 //! Most users depend on the `tierlock` facade crate, which re-exports this crate and the
-//! providers behind cargo features. Provider authors depend on this crate only.
+//! providers behind cargo features. Provider authors depend on this crate only: the trait and
+//! the contract in practice ("Writing a provider") are in [`provider`], the idle connection pool
+//! in [`pool`], and the lifecycle of a lock held on a session (monitor task, release between
+//! round trips, abandon on drop, lease expiry) in [`held`].
 //!
 //! # When to use it
 //!
