@@ -72,6 +72,7 @@ pub mod held;
 mod manager;
 mod memory;
 mod name;
+pub mod options;
 mod owner;
 pub mod pool;
 pub mod provider;

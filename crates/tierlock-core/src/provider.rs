@@ -42,7 +42,8 @@
 //!   `connect_timeout`, `fencing(bool)`. A duration that can be switched off takes
 //!   `impl Into<Option<Duration>>`: `None` is off, a plain `Duration` is on. A zero duration is
 //!   never a sentinel: `build()` rejects it with a typed error naming the option (a computed
-//!   interval that happens to be zero must not silently switch hand-over off). The builder's
+//!   interval that happens to be zero must not silently switch hand-over off). Check them with
+//!   [`options`](crate::options), which also vets table names put into SQL. The builder's
 //!   docs have a table of the options and their defaults.
 //! * **[`Provider::acquire`] is one attempt or one native wait.** With
 //!   [`WaitStrategy::Native`], wait on the server until the deadline: a passed deadline is one

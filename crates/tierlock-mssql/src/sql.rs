@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use tierlock_core::options::{OptionError, sql_table_name};
+
 /// Takes the exclusive session lock on `@P1`, waiting up to `@P2` ms (`-1`: no limit, `0`: one
 /// attempt). Returns one row: the return code and the session id (`@@SPID`).
 pub(crate) const ACQUIRE_SQL: &str = "DECLARE @r int; \
@@ -68,20 +70,10 @@ pub(crate) struct FenceTable {
 }
 
 impl FenceTable {
-    /// Accepts `table` or `schema.table`, each part ASCII letters, digits and `_`, not starting
-    /// with a digit, at most 128 characters: nothing that could change the statements it is put
-    /// into.
-    pub(crate) fn parse(name: &str) -> Result<FenceTable, &'static str> {
-        let parts: Vec<&str> = name.split('.').collect();
-        let plain = |part: &&str| {
-            !part.is_empty()
-                && part.len() <= 128
-                && !part.starts_with(|c: char| c.is_ascii_digit())
-                && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        };
-        if parts.len() > 2 || !parts.iter().all(plain) {
-            return Err("must be `table` or `schema.table`: ASCII letters, digits and `_`");
-        }
+    /// Accepts `table` or `schema.table` (see [`sql_table_name`]), each part at most 128
+    /// characters (SQL Server's identifier limit).
+    pub(crate) fn parse(name: &str) -> Result<FenceTable, OptionError> {
+        sql_table_name("fencing_table", name, 128)?;
         Ok(FenceTable {
             name: name.to_owned(),
             advance: format!(

@@ -22,6 +22,7 @@
 
 use std::time::Duration;
 
+use tierlock_core::options::{OptionError, sql_table_name};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
@@ -40,20 +41,10 @@ pub(crate) struct FenceTable {
 }
 
 impl FenceTable {
-    /// Accepts `table` or `schema.table`, each part ASCII letters, digits and `_`, not starting
-    /// with a digit, at most 63 bytes (PostgreSQL's identifier limit): nothing that could
-    /// change the statement it is put into.
-    pub(crate) fn parse(name: &str) -> Result<FenceTable, &'static str> {
-        let parts: Vec<&str> = name.split('.').collect();
-        let plain = |part: &&str| {
-            !part.is_empty()
-                && part.len() <= 63
-                && !part.starts_with(|c: char| c.is_ascii_digit())
-                && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        };
-        if parts.len() > 2 || !parts.iter().all(plain) {
-            return Err("must be `table` or `schema.table`: ASCII letters, digits and `_`");
-        }
+    /// Accepts `table` or `schema.table` (see [`sql_table_name`]), each part at most 63 bytes
+    /// (PostgreSQL's identifier limit).
+    pub(crate) fn parse(name: &str) -> Result<FenceTable, OptionError> {
+        sql_table_name("fencing_table", name, 63)?;
         Ok(FenceTable {
             name: name.to_owned(),
             create: format!(
