@@ -1,7 +1,10 @@
 //! The core of [tierlock](https://docs.rs/tierlock): a two-tier, re-entrant lock manager.
 //!
 //! Most users depend on the `tierlock` facade crate, which re-exports this crate and the
-//! providers behind cargo features. Provider authors depend on this crate only.
+//! providers behind cargo features. Provider authors depend on this crate only: the trait and
+//! the contract in practice ("Writing a provider") are in [`provider`], the idle connection pool
+//! in [`pool`], and the lifecycle of a lock held on a session (monitor task, release between
+//! round trips, abandon on drop, lease expiry) in [`held`].
 //!
 //! # When to use it
 //!
@@ -65,10 +68,13 @@
 
 mod error;
 mod guard;
+pub mod held;
 mod manager;
 mod memory;
 mod name;
+pub mod options;
 mod owner;
+pub mod pool;
 pub mod provider;
 mod shards;
 mod stats;
@@ -80,5 +86,5 @@ pub use manager::LockManager;
 pub use memory::MemoryProvider;
 pub use name::{LockName, MAX_NAME_LEN};
 pub use owner::{Owner, scope};
-pub use provider::{ExternalLock, LostSignal, Provider, RequestMark, WaitStrategy};
+pub use provider::{ExternalLock, Latch, LostSignal, Provider, RequestMark, WaitStrategy};
 pub use stats::Stats;

@@ -1,9 +1,13 @@
-//! Connection strings and the [`MssqlBuilder`].
+//! Connection strings and the [`MssqlProviderBuilder`].
 
 use std::time::Duration;
 
+use tierlock_core::held::Schedule;
+use tierlock_core::options::{OptionError, nonzero};
+
 use crate::error::MssqlError;
 use crate::provider::MssqlProvider;
+use crate::sql::FenceTable;
 
 /// Parses a connection string into a tiberius [`Config`](tiberius::Config).
 ///
@@ -52,31 +56,60 @@ pub fn parse_connection_string(s: &str) -> Result<tiberius::Config, MssqlError> 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) namespace: String,
-    pub(crate) max_idle: usize,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) probe_interval: Option<Duration>,
-    pub(crate) keepalive_interval: Duration,
+    pub(crate) max_idle_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) request_poll_interval: Option<Duration>,
+    pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) fencing: bool,
+    pub(crate) fencing_table: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             namespace: String::new(),
-            max_idle: 4,
-            idle_timeout: Duration::from_secs(60),
-            probe_interval: Some(Duration::from_millis(100)),
-            keepalive_interval: Duration::from_secs(120),
+            max_idle_connections: 4,
+            idle_timeout: Some(Duration::from_secs(60)),
+            request_poll_interval: Some(Duration::from_millis(100)),
+            keepalive_interval: Some(Duration::from_secs(120)),
             command_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
             tcp_keepalive: Some(Duration::from_secs(30)),
+            fencing: false,
+            fencing_table: crate::sql::DEFAULT_FENCE_TABLE.to_owned(),
         }
     }
 }
 
+impl Options {
+    /// When a held lock's monitor task talks to the server.
+    pub(crate) fn schedule(&self) -> Schedule {
+        Schedule::new(self.command_timeout)
+            .request_poll_interval(self.request_poll_interval)
+            .keepalive_interval(self.keepalive_interval)
+    }
+}
+
 /// Configures a [`MssqlProvider`]. Start from [`MssqlProvider::builder`].
+///
+/// Every option has a default. Durations are never zero: an option that can be switched off
+/// takes an `Option` (`None` is off; a plain `Duration` converts to `Some`), and
+/// [`build`](Self::build) rejects a zero duration with [`MssqlError::Option`].
+///
+/// | option | default | |
+/// |---|---|---|
+/// | [`namespace`](Self::namespace) | `""` | prefix of every resource |
+/// | [`max_idle_connections`](Self::max_idle_connections) | 4 | idle connections kept; 0 disables reuse |
+/// | [`idle_timeout`](Self::idle_timeout) | 60 s | an idle connection unused longer is closed; `None`: kept until it closes |
+/// | [`request_poll_interval`](Self::request_poll_interval) | 100 ms | a held lock probes for waiting sessions; `None`: never (no early hand-over) |
+/// | [`keepalive_interval`](Self::keepalive_interval) | 2 min | `SELECT 1` on a held lock's silent connection; `None`: never |
+/// | [`command_timeout`](Self::command_timeout) | 30 s | bound on each short statement, and margin on a lock wait |
+/// | [`connect_timeout`](Self::connect_timeout) | 15 s | bound on opening a connection |
+/// | [`tcp_keepalive`](Self::tcp_keepalive) | 30 s | TCP keepalive idle time; `None`: the system's |
+/// | [`fencing`](Self::fencing) | off | a fencing token per acquisition, from a counter table |
 ///
 /// ```
 /// use std::time::Duration;
@@ -85,22 +118,25 @@ impl Default for Options {
 /// let provider = MssqlProvider::builder("server=tcp:db.example.com,1433;user id=u;password=p")?
 ///     .namespace("billing:")
 ///     .max_idle_connections(8)
-///     .request_probe_interval(Some(Duration::from_millis(250)))
+///     .request_poll_interval(Duration::from_millis(250))
+///     .keepalive_interval(None)
+///     .fencing(true)
 ///     .build()?;
 /// assert_eq!(provider.resource_name("job"), "billing:job");
 /// # Ok::<(), tierlock_mssql::MssqlError>(())
 /// ```
 #[derive(Debug)]
-pub struct MssqlBuilder {
+#[must_use]
+pub struct MssqlProviderBuilder {
     config: tiberius::Config,
     options: Options,
 }
 
-impl MssqlBuilder {
+impl MssqlProviderBuilder {
     /// A builder for a connection configured in code (for example with non-ASCII credentials,
     /// which connection strings cannot carry).
     pub fn from_config(config: tiberius::Config) -> Self {
-        MssqlBuilder {
+        MssqlProviderBuilder {
             config,
             options: Options::default(),
         }
@@ -117,36 +153,40 @@ impl MssqlBuilder {
 
     /// How many idle connections are kept for reuse (default 4; 0 disables reuse).
     pub fn max_idle_connections(mut self, max: usize) -> Self {
-        self.options.max_idle = max;
+        self.options.max_idle_connections = max;
         self
     }
 
     /// An idle connection unused for longer than this is closed instead of reused
     /// (default 60 s), so a connection silently dropped by a firewall is rarely picked up.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.options.idle_timeout = timeout;
+    /// `None` keeps idle connections until they close. (A connection the server closed is
+    /// never reused.)
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.options.idle_timeout = timeout.into();
         self
     }
 
     /// How often a held lock checks, on its own connection, whether another session asked for
     /// it (default 100 ms). Each check is one round trip and also proves the connection alive.
-    /// `None` switches the request signal off: holders then never hand over early and a
-    /// plain keepalive runs instead.
-    pub fn request_probe_interval(mut self, interval: Option<Duration>) -> Self {
-        self.options.probe_interval = interval;
+    /// `None` switches the request signal off: holders then never hand over early, and only
+    /// the keepalive runs.
+    pub fn request_poll_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.options.request_poll_interval = interval.into();
         self
     }
 
-    /// How often a held lock's connection runs `SELECT 1` when request probing is off
+    /// How long a held lock's connection may stay silent before `SELECT 1` runs on it
     /// (default 2 minutes): keeps idle-connection killers away and detects a dead connection.
-    pub fn keepalive_interval(mut self, interval: Duration) -> Self {
-        self.options.keepalive_interval = interval;
+    /// Request probes count as traffic, so with probing on it rarely runs. `None` switches the
+    /// keepalive off.
+    pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.options.keepalive_interval = interval.into();
         self
     }
 
     /// How long the client waits for the answer to a short statement (release, probe,
-    /// keepalive, request mark), and the margin added to a lock wait's own `@LockTimeout`
-    /// before the client gives the connection up (default 30 s).
+    /// keepalive, request mark, fencing upsert), and the margin added to a lock wait's own
+    /// `@LockTimeout` before the client gives the connection up (default 30 s).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.options.command_timeout = timeout;
         self
@@ -160,8 +200,28 @@ impl MssqlBuilder {
 
     /// TCP keepalive idle time on every connection (default 30 s, then probes every 10 s), so
     /// a wait without deadline notices a vanished server host. `None` leaves the system default.
-    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.options.tcp_keepalive = idle;
+    pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
+        self.options.tcp_keepalive = idle.into();
+        self
+    }
+
+    /// Gives every external acquisition a fencing token (default off): right after the lock is
+    /// granted, one `MERGE … OUTPUT` on the counter table (see
+    /// [`fencing_table`](Self::fencing_table)), in the same session, returns the resource's
+    /// next number, which `guard.fencing_token()` then reports. The table is created on first
+    /// use if the login may; see the crate documentation for the DDL and the grants to create
+    /// it instead. If the statement fails, the lock is released and the acquisition fails with
+    /// [`MssqlError::Fencing`].
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.options.fencing = on;
+        self
+    }
+
+    /// The counter table of [`fencing`](Self::fencing) (default `dbo.tierlock_fence`): a table
+    /// name, optionally schema-qualified, of ASCII letters, digits and `_` (put into SQL as
+    /// written). Every process locking the same names must use the same table.
+    pub fn fencing_table(mut self, table: impl Into<String>) -> Self {
+        self.options.fencing_table = table.into();
         self
     }
 
@@ -169,29 +229,23 @@ impl MssqlBuilder {
     ///
     /// # Errors
     ///
-    /// [`MssqlError::Option`] if an interval or timeout is zero.
+    /// [`MssqlError::Option`] if a duration is zero or the fencing table is not a plain
+    /// (optionally schema-qualified) name.
     pub fn build(self) -> Result<MssqlProvider, MssqlError> {
         let o = &self.options;
-        let zero = |option, d: Duration| {
-            if d.is_zero() {
-                Err(MssqlError::Option {
-                    option,
-                    reason: "must be greater than zero",
-                })
-            } else {
-                Ok(())
-            }
+        let option = |err: OptionError| MssqlError::Option {
+            option: err.option,
+            reason: err.reason,
         };
-        zero("command_timeout", o.command_timeout)?;
-        zero("connect_timeout", o.connect_timeout)?;
-        zero("keepalive_interval", o.keepalive_interval)?;
-        if let Some(probe) = o.probe_interval {
-            zero("request_probe_interval", probe)?;
-        }
-        if let Some(idle) = o.tcp_keepalive {
-            zero("tcp_keepalive", idle)?;
-        }
-        Ok(MssqlProvider::from_parts(self.config, self.options))
+        nonzero("command_timeout", Some(o.command_timeout)).map_err(option)?;
+        nonzero("connect_timeout", Some(o.connect_timeout)).map_err(option)?;
+        nonzero("idle_timeout", o.idle_timeout).map_err(option)?;
+        nonzero("request_poll_interval", o.request_poll_interval).map_err(option)?;
+        nonzero("keepalive_interval", o.keepalive_interval).map_err(option)?;
+        nonzero("tcp_keepalive", o.tcp_keepalive).map_err(option)?;
+        let fence = FenceTable::parse(&o.fencing_table).map_err(option)?;
+        let fence = o.fencing.then_some(fence);
+        Ok(MssqlProvider::from_parts(self.config, self.options, fence))
     }
 }
 
@@ -234,7 +288,7 @@ mod tests {
 
     #[test]
     fn builder_debug_output_hides_the_password() {
-        let builder = MssqlBuilder::from_config(
+        let builder = MssqlProviderBuilder::from_config(
             parse_connection_string("server=tcp:h,1433;user id=sa;password=hunter2").unwrap(),
         )
         .namespace("ns:");
@@ -244,19 +298,21 @@ mod tests {
     }
 
     #[test]
-    fn zero_durations_are_rejected() {
-        let builder = || MssqlBuilder::from_config(tiberius::Config::new());
-        let cases: [(MssqlBuilder, &str); 4] = [
+    fn zero_durations_are_rejected_and_none_switches_off() {
+        let builder = || MssqlProviderBuilder::from_config(tiberius::Config::new());
+        let cases: [(MssqlProviderBuilder, &str); 6] = [
             (builder().command_timeout(Duration::ZERO), "command_timeout"),
             (builder().connect_timeout(Duration::ZERO), "connect_timeout"),
+            (builder().idle_timeout(Duration::ZERO), "idle_timeout"),
             (
                 builder().keepalive_interval(Duration::ZERO),
                 "keepalive_interval",
             ),
             (
-                builder().request_probe_interval(Some(Duration::ZERO)),
-                "request_probe_interval",
+                builder().request_poll_interval(Some(Duration::ZERO)),
+                "request_poll_interval",
             ),
+            (builder().tcp_keepalive(Duration::ZERO), "tcp_keepalive"),
         ];
         for (builder, expected) in cases {
             match builder.build() {
@@ -264,6 +320,25 @@ mod tests {
                 other => panic!("{expected}: {other:?}"),
             }
         }
-        assert!(builder().request_probe_interval(None).build().is_ok());
+        let off = builder()
+            .request_poll_interval(None)
+            .keepalive_interval(None)
+            .idle_timeout(None)
+            .tcp_keepalive(None);
+        assert_eq!(
+            off.options.schedule(),
+            Schedule::new(Duration::from_secs(30))
+        );
+        assert!(off.build().is_ok());
+    }
+
+    #[test]
+    fn a_bad_fencing_table_is_an_option_error() {
+        let builder = || MssqlProviderBuilder::from_config(tiberius::Config::new()).fencing(true);
+        match builder().fencing_table("[dbo].[t]").build() {
+            Err(MssqlError::Option { option, .. }) => assert_eq!(option, "fencing_table"),
+            other => panic!("{other:?}"),
+        }
+        assert!(builder().fencing_table("dbo.Fence").build().is_ok());
     }
 }

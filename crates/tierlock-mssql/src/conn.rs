@@ -1,29 +1,59 @@
-//! Connections: opening them, the small idle pool, and running one statement with a bound.
+//! Connections: opening them, telling whether an idle one was closed, and running one statement
+//! with a bound.
 //!
-//! A connection is an owned [`Client`]. Whoever owns it while a statement runs is the only one
-//! who can put it back into the pool, and does so only after the statement completed; a future
-//! dropped mid-statement drops the client with it, which closes the socket, ends the session
-//! and so frees whatever the session held. A connection that may be out of step with the server
-//! is therefore never reused.
+//! A connection is an owned [`Conn`]. Whoever owns it while a statement runs is the only one
+//! who can put it back into the idle pool (core's
+//! [`IdlePool`](tierlock_core::pool::IdlePool), whose rules these are), and does so only after
+//! the statement completed; a future dropped mid-statement drops the connection with it, which
+//! closes the socket, ends the session and so frees whatever the session held. A connection
+//! that may be out of step with the server is therefore never reused.
 
-use std::time::{Duration, Instant};
+use std::io::ErrorKind;
+use std::net::TcpStream as StdTcpStream;
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use tierlock_core::pool::PooledConnection;
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::config::Options;
 use crate::error::{ConnectError, MssqlError};
 
-/// One connection, one SQL Server session.
+/// The driver's client on one connection.
 pub(crate) type Client = tiberius::Client<Compat<TcpStream>>;
+
+/// One connection, one SQL Server session: the driver's client, and a second handle on the
+/// same socket that only ever peeks, to tell whether the server closed an idle connection.
+/// Dropping it closes both handles, and so the socket.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    watch: StdTcpStream,
+}
+
+impl PooledConnection for Conn {
+    /// A non-blocking peek at the socket: end of stream means the server closed it (killed
+    /// session, restart, idle-connection killer that sent a FIN); bytes waiting on an idle
+    /// connection mean it is out of step; either way it must not be reused.
+    fn is_closed(&self) -> bool {
+        peer_closed(&self.watch)
+    }
+}
+
+/// See [`Conn::is_closed`]; `socket` must be non-blocking.
+fn peer_closed(socket: &StdTcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte) {
+        Err(err) if err.kind() == ErrorKind::WouldBlock => false,
+        Ok(_) | Err(_) => true,
+    }
+}
 
 /// Opens a connection: TCP (no delay, keepalive), TLS and login, following one routing
 /// redirect (Azure SQL gateways), all within the connect timeout.
 pub(crate) async fn connect(
     config: &tiberius::Config,
     options: &Options,
-) -> Result<Client, MssqlError> {
+) -> Result<Conn, MssqlError> {
     let attempt = async {
         match connect_once(config.clone(), options).await {
             Err(ConnectError::Login(err)) => match *err {
@@ -50,7 +80,7 @@ pub(crate) async fn connect(
 async fn connect_once(
     mut config: tiberius::Config,
     options: &Options,
-) -> Result<Client, ConnectError> {
+) -> Result<Conn, ConnectError> {
     // Statements are bounded by this crate (a lock wait may last far longer than any fixed
     // per-command timeout), so the driver's own per-round-trip timeout is switched off.
     config.command_timeout(None);
@@ -61,9 +91,15 @@ async fn connect_once(
     if let Some(idle) = options.tcp_keepalive {
         set_tcp_keepalive(&tcp, idle).map_err(ConnectError::Tcp)?;
     }
-    tiberius::Client::connect(config, tcp.compat_write())
+    // A second handle on the socket for `is_closed`, non-blocking so that a peek never waits.
+    let std = tcp.into_std().map_err(ConnectError::Tcp)?;
+    let watch = std.try_clone().map_err(ConnectError::Tcp)?;
+    watch.set_nonblocking(true).map_err(ConnectError::Tcp)?;
+    let tcp = TcpStream::from_std(std).map_err(ConnectError::Tcp)?;
+    let client = tiberius::Client::connect(config, tcp.compat_write())
         .await
-        .map_err(|err| ConnectError::Login(Box::new(err)))
+        .map_err(|err| ConnectError::Login(Box::new(err)))?;
+    Ok(Conn { client, watch })
 }
 
 fn set_tcp_keepalive(tcp: &TcpStream, idle: Duration) -> std::io::Result<()> {
@@ -78,57 +114,6 @@ fn set_tcp_keepalive(tcp: &TcpStream, idle: Duration) -> std::io::Result<()> {
     ))]
     let keepalive = keepalive.with_interval(Duration::from_secs(10));
     socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)
-}
-
-/// Idle connections kept for reuse: newest first, bounded, stale ones closed. (Generic only so
-/// that tests can use stand-ins for connections.)
-pub(crate) struct Pool<C = Client> {
-    idle: Mutex<Vec<(C, Instant)>>,
-    max: usize,
-    idle_timeout: Duration,
-}
-
-impl<C> Pool<C> {
-    pub(crate) fn new(max: usize, idle_timeout: Duration) -> Self {
-        Pool {
-            idle: Mutex::new(Vec::with_capacity(max)),
-            max,
-            idle_timeout,
-        }
-    }
-
-    /// The most recently returned connection that is not stale.
-    pub(crate) fn take(&self) -> Option<C> {
-        let mut stale = Vec::new();
-        let found = {
-            let mut idle = self.idle.lock();
-            loop {
-                match idle.pop() {
-                    Some((client, since)) if since.elapsed() <= self.idle_timeout => {
-                        break Some(client);
-                    }
-                    Some(old) => stale.push(old),
-                    None => break None,
-                }
-            }
-        };
-        // Closing sockets outside the lock.
-        drop(stale);
-        found
-    }
-
-    /// Keeps a connection whose last statement completed, if there is room.
-    pub(crate) fn put(&self, client: C) {
-        let mut idle = self.idle.lock();
-        if idle.len() < self.max {
-            idle.push((client, Instant::now()));
-        }
-    }
-
-    /// Number of idle connections.
-    pub(crate) fn len(&self) -> usize {
-        self.idle.lock().len()
-    }
 }
 
 /// Why a statement did not produce its row.
@@ -172,15 +157,47 @@ impl StmtError {
 }
 
 /// Runs `sql` and reads the first `N` columns of its first row as `int`s, giving up after
-/// `bound` (if any). On `Err`, check [`StmtError::connection_broken`] before reusing `client`.
+/// `bound` (if any). On `Err`, check [`StmtError::connection_broken`] before reusing `conn`.
 pub(crate) async fn query_ints<const N: usize>(
-    client: &mut Client,
-    sql: &'static str,
+    conn: &mut Conn,
+    sql: &str,
     params: &[&dyn tiberius::ToSql],
     bound: Option<Duration>,
 ) -> Result<[i32; N], StmtError> {
+    query_values::<i32, N>(conn, sql, params, bound).await
+}
+
+/// [`query_ints`] for one `bigint`.
+pub(crate) async fn query_bigint(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[&dyn tiberius::ToSql],
+    bound: Option<Duration>,
+) -> Result<i64, StmtError> {
+    let [value] = query_values::<i64, 1>(conn, sql, params, bound).await?;
+    Ok(value)
+}
+
+/// Runs a statement that returns no rows, within `bound`.
+pub(crate) async fn execute(conn: &mut Conn, sql: &str, bound: Duration) -> Result<(), StmtError> {
+    let run = conn.client.execute(sql, &[]);
+    match tokio::time::timeout(bound, run).await {
+        Ok(result) => result.map(drop).map_err(StmtError::Driver),
+        Err(_) => Err(StmtError::Timeout(bound)),
+    }
+}
+
+async fn query_values<T, const N: usize>(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[&dyn tiberius::ToSql],
+    bound: Option<Duration>,
+) -> Result<[T; N], StmtError>
+where
+    T: for<'a> tiberius::FromSql<'a> + Copy + Default,
+{
     let run = async {
-        let stream = client.query(sql, params).await?;
+        let stream = conn.client.query(sql, params).await?;
         stream.into_row().await
     };
     let row = match bound {
@@ -191,10 +208,10 @@ pub(crate) async fn query_ints<const N: usize>(
     }
     .map_err(StmtError::Driver)?
     .ok_or(StmtError::NoRow)?;
-    let mut out = [0; N];
+    let mut out = [T::default(); N];
     for (index, slot) in out.iter_mut().enumerate() {
         *slot = row
-            .try_get::<i32, _>(index)
+            .try_get::<T, _>(index)
             .map_err(StmtError::Driver)?
             .ok_or(StmtError::NoRow)?;
     }
@@ -204,6 +221,39 @@ pub(crate) async fn query_ints<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peek_tells_an_open_idle_socket_from_a_closed_or_out_of_step_one() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = StdTcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let watch = client.try_clone().unwrap();
+        watch.set_nonblocking(true).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        assert!(!peer_closed(&watch), "an open, quiet connection");
+        server.write_all(b"x").unwrap();
+        let waiting = std::time::Instant::now();
+        while !peer_closed(&watch) {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(5),
+                "the byte never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Peeking consumed nothing: the byte is still there for the owner of the socket.
+        let mut byte = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &client, &mut byte).unwrap(), 1);
+        assert!(!peer_closed(&watch));
+        drop(server);
+        let waiting = std::time::Instant::now();
+        while !peer_closed(&watch) {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(5),
+                "the close never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 
     #[test]
     fn only_ordinary_server_errors_keep_a_connection() {
@@ -232,51 +282,5 @@ mod tests {
         assert_eq!(err.to_string(), "sp_getapplock failed for lock \"job\"");
         let source = std::error::Error::source(&err).map(ToString::to_string);
         assert_eq!(source.as_deref(), Some("Protocol error: bad token"));
-    }
-
-    /// A stand-in connection that records when it is closed.
-    struct Fake(u32, std::sync::Arc<Mutex<Vec<u32>>>);
-
-    impl Drop for Fake {
-        fn drop(&mut self) {
-            self.1.lock().push(self.0);
-        }
-    }
-
-    #[test]
-    fn the_pool_is_bounded_and_newest_first() {
-        let closed = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let pool = Pool::new(2, Duration::from_secs(60));
-        assert!(pool.take().is_none());
-        for id in 1..=3 {
-            pool.put(Fake(id, closed.clone()));
-        }
-        assert_eq!(pool.len(), 2);
-        assert_eq!(
-            *closed.lock(),
-            [3],
-            "the connection over the bound is closed"
-        );
-        assert_eq!(pool.take().map(|f| f.0), Some(2));
-        assert_eq!(pool.take().map(|f| f.0), Some(1));
-        assert!(pool.take().is_none());
-    }
-
-    #[test]
-    fn stale_connections_are_closed_not_reused() {
-        let closed = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let pool = Pool::new(4, Duration::ZERO);
-        pool.put(Fake(1, closed.clone()));
-        pool.put(Fake(2, closed.clone()));
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(pool.take().is_none());
-        assert_eq!(pool.len(), 0);
-        let mut ids = closed.lock().clone();
-        ids.sort_unstable();
-        assert_eq!(ids, [1, 2]);
-
-        let pool = Pool::new(0, Duration::from_secs(60));
-        pool.put(Fake(3, closed.clone()));
-        assert_eq!(pool.len(), 0, "max 0 disables reuse");
     }
 }

@@ -113,6 +113,30 @@ pub enum MssqlError {
         code: i32,
     },
 
+    /// With fencing on, the lock was granted but its fencing token could not be taken from the
+    /// counter table (missing and not creatable, no permission, the connection broke, …). The
+    /// lock was released: nothing is held.
+    #[error("could not take a fencing token for lock {name:?} from table {table}")]
+    Fencing {
+        /// The lock name.
+        name: String,
+        /// The counter table, as configured.
+        table: String,
+        /// What failed: the counter advance, or the table's creation.
+        #[source]
+        source: Box<MssqlError>,
+    },
+
+    /// The fencing counter table holds a value that is not a positive token (it was edited by
+    /// hand): the next token cannot be trusted to be larger than every earlier one.
+    #[error("the fencing counter of lock {name:?} holds {value}, not a positive token")]
+    InvalidToken {
+        /// The lock name.
+        name: String,
+        /// What the table holds.
+        value: i64,
+    },
+
     /// The connection holding the lock broke (or was killed) while the lock was held.
     #[error("the SQL Server session holding lock {name:?} was lost")]
     Lost {

@@ -1,33 +1,33 @@
-//! A held lock ([`MssqlLock`]) with its monitor task, and a waiter's request mark.
+//! A held lock ([`MssqlLock`]) and a waiter's request mark ([`RequestHold`]).
 //!
-//! The connection of a held lock belongs to a monitor task. Every probe interval the task asks
-//! the server, on that connection, whether another session holds a request mark
+//! The lifecycle is core's [`Hold`] (the one every session-based provider shares): the
+//! connection of a held lock belongs to a monitor task. Every request poll interval the task
+//! asks the server, on that connection, whether another session holds a request mark
 //! (`APPLOCK_TEST` on the request resource) and stores the answer in an atomic flag, which
-//! [`ExternalLock::is_requested`] reads without blocking. The probe doubles as a keepalive; with
-//! probing switched off the task runs `SELECT 1` on the keepalive interval instead. If a round
-//! trip fails because the connection broke, the task closes it and fires the lost signal.
+//! [`ExternalLock::is_requested`] reads without blocking. The probe doubles as a keepalive;
+//! after `keepalive_interval` without one (probing switched off), the task runs `SELECT 1`. If
+//! a round trip fails because the connection broke, or gets no answer within the command
+//! timeout, the task closes the connection and fires the lost signal; an ordinary server error
+//! leaves the lock and the flag as they were.
 //!
 //! Releasing asks the task for the connection back (between two round trips, never in the
-//! middle of one), runs `sp_releaseapplock` and returns the connection to the pool. Dropping the
-//! handle instead tells the task to close the connection, which ends the session and so frees
-//! the lock; if the runtime is gone the task is dropped with the connection, to the same effect.
+//! middle of one), runs `sp_releaseapplock` and returns the connection to the pool. Dropping
+//! the handle instead tells the task to close the connection ([`MssqlSession::abandon`]), which
+//! ends the session and so frees the lock; if the runtime is gone the task was dropped with the
+//! connection, to the same effect. (A [`LockManager`](tierlock_core::LockManager) does not
+//! drop it: it releases it on a task of its own.)
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use tierlock_core::held::{Abandon, Fault, Hold, Session};
 use tierlock_core::provider::{BoxFuture, ExternalLock, LostSignal};
 use tierlock_core::{BoxError, LockName};
-use tokio::sync::oneshot;
-use tokio::time::MissedTickBehavior;
 
-use crate::conn::{Client, query_ints};
+use crate::conn::{Conn, StmtError, query_ints};
 use crate::error::MssqlError;
 use crate::provider::{Shared, short_bound};
 use crate::sql::{KEEPALIVE_SQL, PROBE_SQL, RELEASE_SQL};
-
-/// Asks the monitor for the connection; it answers `None` if the connection was lost.
-type ReleaseRequest = oneshot::Sender<Option<Client>>;
 
 /// An applock held by this process on its own SQL Server session.
 ///
@@ -40,40 +40,33 @@ pub struct MssqlLock {
     name: LockName,
     resource: String,
     session_id: i32,
-    requested: Arc<AtomicBool>,
-    lost: LostSignal,
-    monitor: Option<oneshot::Sender<ReleaseRequest>>,
+    token: Option<u64>,
+    hold: Hold<MssqlSession>,
+}
+
+/// The connection of a held lock, as its monitor task uses it.
+pub(crate) struct MssqlSession {
+    pub(crate) conn: Conn,
+    pub(crate) request_resource: String,
 }
 
 impl MssqlLock {
-    /// Hands `client`, which holds the lock on `resource`, to a new monitor task.
+    /// Hands `conn`, which holds the lock on `resource`, to a new monitor task.
     pub(crate) fn start(
         shared: Arc<Shared>,
         name: LockName,
         resource: String,
-        request_resource: String,
-        client: Client,
-        session_id: i32,
+        (session_id, token): (i32, Option<u64>),
+        session: MssqlSession,
     ) -> Self {
-        let requested = Arc::new(AtomicBool::new(false));
-        let lost = LostSignal::new();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(monitor(
-            Arc::clone(&shared),
-            client,
-            rx,
-            request_resource,
-            Arc::clone(&requested),
-            lost.clone(),
-        ));
+        let hold = Hold::start(session, shared.options.schedule());
         MssqlLock {
             shared,
             name,
             resource,
             session_id,
-            requested,
-            lost,
-            monitor: Some(tx),
+            token,
+            hold,
         }
     }
 
@@ -93,14 +86,20 @@ impl MssqlLock {
         self.session_id
     }
 
+    /// The fencing token of this acquisition, if the provider was built with
+    /// [`fencing(true)`](crate::MssqlProviderBuilder::fencing).
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.token
+    }
+
     /// Whether the last probe saw another session's request mark.
     pub fn is_requested(&self) -> bool {
-        self.requested.load(Ordering::Acquire)
+        self.hold.is_requested()
     }
 
     /// The signal that fires when the holding connection breaks.
     pub fn lost_signal(&self) -> &LostSignal {
-        &self.lost
+        self.hold.lost_signal()
     }
 
     /// Releases the lock with `sp_releaseapplock` and returns the connection to the pool.
@@ -110,30 +109,83 @@ impl MssqlLock {
     /// [`MssqlError::Lost`] if the connection had broken (the server freed the lock then);
     /// otherwise the statement's error, after which the connection is closed — which frees the
     /// lock all the same.
-    pub async fn release(mut self) -> Result<(), MssqlError> {
-        let name = || self.name.as_str().to_owned();
-        let client = match self.monitor.take() {
-            Some(monitor) => {
-                let (reply, answer) = oneshot::channel();
-                match monitor.send(reply) {
-                    Ok(()) => answer.await.ok().flatten(),
-                    Err(_) => None,
-                }
-            }
-            None => None,
+    pub async fn release(self) -> Result<(), MssqlError> {
+        let MssqlLock {
+            shared,
+            name,
+            resource,
+            hold,
+            ..
+        } = self;
+        let Some(MssqlSession { mut conn, .. }) = hold.take_back().await else {
+            return Err(MssqlError::Lost {
+                name: name.as_str().to_owned(),
+            });
         };
-        let Some(mut client) = client else {
-            return Err(MssqlError::Lost { name: name() });
-        };
-        let bound = short_bound(&self.shared);
-        match query_ints::<1>(&mut client, RELEASE_SQL, &[&self.resource.as_str()], bound).await {
-            Ok([0]) => {
-                self.shared.pool.put(client);
-                Ok(())
+        unlock(&shared, &mut conn, &resource, name.as_str()).await?;
+        shared.pool.put(conn);
+        Ok(())
+    }
+}
+
+/// `sp_releaseapplock` of `resource` on `conn`. On `Err` the caller drops the connection,
+/// which frees the lock anyway.
+pub(crate) async fn unlock(
+    shared: &Shared,
+    conn: &mut Conn,
+    resource: &str,
+    name: &str,
+) -> Result<(), MssqlError> {
+    let bound = short_bound(shared);
+    match query_ints::<1>(conn, RELEASE_SQL, &[&resource], bound).await {
+        Ok([0]) => Ok(()),
+        Ok([code]) => Err(MssqlError::ReleaseFailed {
+            name: name.to_owned(),
+            code,
+        }),
+        Err(err) => Err(err.into_error("sp_releaseapplock", name)),
+    }
+}
+
+/// Round-trip failures as the monitor sees them: an ordinary server error leaves the session
+/// (and its lock) intact.
+fn fault(err: &StmtError) -> Fault {
+    if err.connection_broken() {
+        Fault::Broken
+    } else {
+        Fault::Transient
+    }
+}
+
+impl Abandon for MssqlSession {
+    /// A dropped lock's connection is closed: the server frees the lock with the session.
+    fn abandon(self) -> BoxFuture<'static, ()> {
+        drop(self);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl Session for MssqlSession {
+    fn check_requested(&mut self) -> BoxFuture<'_, Result<bool, Fault>> {
+        Box::pin(async move {
+            let params: [&dyn tiberius::ToSql; 1] = [&self.request_resource.as_str()];
+            // The monitor bounds the round trip.
+            match query_ints::<1>(&mut self.conn, PROBE_SQL, &params, None).await {
+                // APPLOCK_TEST says 0 when another session's shared mark blocks an exclusive
+                // lock.
+                Ok([grantable]) => Ok(grantable == 0),
+                Err(err) => Err(fault(&err)),
             }
-            Ok([code]) => Err(MssqlError::ReleaseFailed { name: name(), code }),
-            Err(err) => Err(err.into_error("sp_releaseapplock", self.name.as_str())),
-        }
+        })
+    }
+
+    fn keep_alive(&mut self) -> BoxFuture<'_, Result<(), Fault>> {
+        Box::pin(async move {
+            match query_ints::<1>(&mut self.conn, KEEPALIVE_SQL, &[], None).await {
+                Ok(_) => Ok(()),
+                Err(err) => Err(fault(&err)),
+            }
+        })
     }
 }
 
@@ -147,7 +199,11 @@ impl ExternalLock for MssqlLock {
     }
 
     fn lost_signal(&self) -> Option<LostSignal> {
-        Some(self.lost.clone())
+        Some(MssqlLock::lost_signal(self).clone())
+    }
+
+    fn fencing_token(&self) -> Option<u64> {
+        self.token
     }
 }
 
@@ -157,102 +213,31 @@ impl fmt::Debug for MssqlLock {
             .field("name", &self.name)
             .field("resource", &self.resource)
             .field("session_id", &self.session_id)
-            .field("requested", &self.is_requested())
-            .field("lost", &self.lost.is_lost())
+            .field("token", &self.token)
+            .field("hold", &self.hold)
             .finish()
     }
 }
 
-/// Owns a held lock's connection: probes or keeps it alive until asked for it back or told to
-/// close it (the handle was dropped), and raises `lost` if it breaks.
-async fn monitor(
-    shared: Arc<Shared>,
-    mut client: Client,
-    mut handle: oneshot::Receiver<ReleaseRequest>,
-    request_resource: String,
-    requested: Arc<AtomicBool>,
-    lost: LostSignal,
-) {
-    let options = &shared.options;
-    let (period, probe) = match options.probe_interval {
-        Some(interval) => (interval, true),
-        None => (options.keepalive_interval, false),
-    };
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            request = &mut handle => {
-                // Dropped handle: `client` goes out of scope here, closing the session.
-                if let Ok(reply) = request {
-                    let _ = reply.send(Some(client));
-                }
-                return;
-            }
-            _ = ticks.tick() => {}
-        }
-        let bound = short_bound(&shared);
-        let result = if probe {
-            let params: [&dyn tiberius::ToSql; 1] = [&request_resource.as_str()];
-            query_ints::<1>(&mut client, PROBE_SQL, &params, bound).await
-        } else {
-            query_ints::<1>(&mut client, KEEPALIVE_SQL, &[], bound).await
-        };
-        match result {
-            // APPLOCK_TEST says 0 when another session's shared mark blocks an exclusive lock.
-            Ok([grantable]) if probe => requested.store(grantable == 0, Ordering::Release),
-            Ok(_) => {}
-            // An ordinary server error (e.g. a permission problem) leaves the session and its
-            // lock intact; the request signal just stays as it was.
-            Err(err) if !err.connection_broken() => {}
-            Err(_) => {
-                drop(client);
-                lost.trigger();
-                if let Ok(reply) = handle.await {
-                    let _ = reply.send(None);
-                }
-                return;
-            }
-        }
-    }
-}
-
 /// A waiter's request mark: a `Shared` applock on the request resource, on its own connection.
+/// Abandoning it releases the mark and returns the connection to the pool, or closes the
+/// connection if that fails (see [`AbandonOnDrop`](tierlock_core::held::AbandonOnDrop), which
+/// runs it when the mark is dropped).
 pub(crate) struct RequestHold {
-    shared: Arc<Shared>,
-    resource: String,
-    client: Option<Client>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) resource: String,
+    pub(crate) conn: Conn,
 }
 
-impl RequestHold {
-    pub(crate) fn new(shared: Arc<Shared>, resource: String, client: Client) -> Self {
-        RequestHold {
-            shared,
-            resource,
-            client: Some(client),
-        }
-    }
-}
-
-impl Drop for RequestHold {
-    fn drop(&mut self) {
-        let Some(mut client) = self.client.take() else {
-            return;
-        };
-        // Without a runtime the connection is simply closed, which withdraws the mark.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let shared = Arc::clone(&self.shared);
-        let resource = std::mem::take(&mut self.resource);
-        runtime.spawn(async move {
-            let bound = short_bound(&shared);
-            let released =
-                query_ints::<1>(&mut client, RELEASE_SQL, &[&resource.as_str()], bound).await;
+impl Abandon for RequestHold {
+    fn abandon(mut self) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let bound = short_bound(&self.shared);
+            let params: [&dyn tiberius::ToSql; 1] = [&self.resource.as_str()];
+            let released = query_ints::<1>(&mut self.conn, RELEASE_SQL, &params, bound).await;
             if matches!(released, Ok([0])) {
-                shared.pool.put(client);
+                self.shared.pool.put(self.conn);
             }
-        });
+        })
     }
 }

@@ -6,7 +6,8 @@
 //! When the processes that must exclude each other run on several hosts and already share a
 //! SQL Server (or Azure SQL) database. It needs no schema and no permission beyond access to the
 //! database: `sp_getapplock`, `sp_releaseapplock` and `APPLOCK_TEST` only require membership in
-//! `public`. For processes on one host, the file provider is cheaper.
+//! `public` (fencing tokens, which are opt-in, need one small table: see
+//! [Fencing tokens](#fencing-tokens)). For processes on one host, the file provider is cheaper.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -40,11 +41,14 @@
 //!   [`MssqlError::ParameterError`]; anything else [`MssqlError::Unexpected`]. See
 //!   [`AppLockOutcome`].
 //! * **Release**: `sp_releaseapplock @Resource, @LockOwner = 'Session'`, then the connection
-//!   goes back to a small pool of idle connections (default 4, closed after 60 s idle), so the
-//!   next acquisition skips the TCP, TLS and login handshake.
+//!   goes back to a small pool of idle connections (default 4, closed after 60 s idle or as
+//!   soon as the server closes them), so the next acquisition skips the TCP, TLS and login
+//!   handshake.
 //! * **Request signal**: a process that must wait first takes a `Shared` session applock on the
 //!   name's *request resource* (see [`names`](map_resource)) on another connection, for as long
-//!   as it waits. Every 100 ms (configurable) the holder runs `APPLOCK_TEST('public',
+//!   as it waits. Every 100 ms
+//!   ([`request_poll_interval`](MssqlProviderBuilder::request_poll_interval)) the holder runs
+//!   `APPLOCK_TEST('public',
 //!   <request resource>, 'Exclusive', 'Session')` on its own connection; `0` means someone holds
 //!   a mark, and the manager hands the lock over at its next turn boundary.
 //! * **Keepalive and lost signal**: the probe is a round trip on the holding connection, so it
@@ -53,10 +57,45 @@
 //!   [`LostSignal`](tierlock_core::LostSignal) (`guard.lost()`), and the next acquisition starts
 //!   on a fresh connection.
 //!
+//! * **Held locks** follow the lifecycle every session-based provider shares
+//!   ([`tierlock_core::held`]): a monitor task owns the lock's connection; `release` asks for it
+//!   back between round trips; a dropped [`MssqlLock`] has its connection closed.
+//!
+//! # Fencing tokens
+//!
+//! With [`fencing(true)`](MssqlProviderBuilder::fencing), every external acquisition runs one
+//! more statement on the lock's session, right after `sp_getapplock` granted it and before the
+//! lock is handed out, and `guard.fencing_token()` reports its result:
+//!
+//! ```sql
+//! MERGE dbo.tierlock_fence WITH (HOLDLOCK) AS f
+//! USING (SELECT @P1 AS resource) AS s ON f.resource = s.resource
+//! WHEN MATCHED THEN UPDATE SET token = f.token + 1
+//! WHEN NOT MATCHED THEN INSERT (resource, token) VALUES (s.resource, 1)
+//! OUTPUT CAST(inserted.token AS bigint);
+//! ```
+//!
+//! Tokens strictly increase per resource across processes, hosts and holders that died. The
+//! table is created on first use if the login may; otherwise a DBA creates it once (the name is
+//! [configurable](MssqlProviderBuilder::fencing_table)):
+//!
+//! ```sql
+//! CREATE TABLE dbo.tierlock_fence (
+//!     resource nvarchar(255) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY,
+//!     token    bigint NOT NULL
+//! );
+//! GRANT SELECT, INSERT, UPDATE ON dbo.tierlock_fence TO locker;
+//! ```
+//!
+//! `resource` is the lock's `@Resource` ([`MssqlProvider::resource_name`]); the binary
+//! collation matches `sp_getapplock`'s case-sensitive comparison. The table must have no
+//! triggers (`OUTPUT` without `INTO` refuses them). If the statement fails, the lock is released
+//! and the acquisition fails with [`MssqlError::Fencing`].
+//!
 //! # Names
 //!
 //! `@Resource` is `nvarchar(255)`, compared as binary (case-sensitive). The resource is the
-//! [namespace](MssqlBuilder::namespace) followed by the name; if that exceeds 255 UTF-16 code
+//! [namespace](MssqlProviderBuilder::namespace) followed by the name; if that exceeds 255 UTF-16 code
 //! units it becomes a 190-unit prefix, `#`, and the SHA-256 of the whole in hex. See
 //! [`map_resource`].
 //!
@@ -69,7 +108,7 @@
 //! client-side bound (TCP keepalive detects a vanished host), and short statements get
 //! [`command_timeout`]. Opening a connection is bounded by the connect timeout (15 s).
 //!
-//! [`command_timeout`]: MssqlBuilder::command_timeout
+//! [`command_timeout`]: MssqlProviderBuilder::command_timeout
 //!
 //! # Failure behaviour
 //!
@@ -98,11 +137,11 @@ mod names;
 mod provider;
 mod sql;
 
-pub use config::{MssqlBuilder, parse_connection_string};
+pub use config::{MssqlProviderBuilder, parse_connection_string};
 pub use error::{ConnectError, MssqlError};
 pub use held::MssqlLock;
 pub use names::{HASHED_PREFIX_UNITS, MAX_RESOURCE_UNITS, REQUEST_SUFFIX, map_resource};
 pub use provider::MssqlProvider;
 pub use sql::AppLockOutcome;
-/// The driver, re-exported for [`MssqlBuilder::from_config`].
+/// The driver, re-exported for [`MssqlProviderBuilder::from_config`].
 pub use tiberius;

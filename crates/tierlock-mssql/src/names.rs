@@ -6,7 +6,7 @@
 //! share one lock. So the mapping is:
 //!
 //! 1. `full = namespace + name` (the namespace is a plain prefix, see
-//!    [`MssqlBuilder::namespace`](crate::MssqlBuilder::namespace));
+//!    [`MssqlProviderBuilder::namespace`](crate::MssqlProviderBuilder::namespace));
 //! 2. if `full` is at most [`MAX_RESOURCE_UNITS`] UTF-16 code units, it is the resource,
 //!    unchanged;
 //! 3. otherwise the resource is the longest prefix of `full` that fits in

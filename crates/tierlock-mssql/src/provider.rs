@@ -4,15 +4,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tierlock_core::held::AbandonOnDrop;
+use tierlock_core::pool::IdlePool;
 use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, RequestMark, WaitStrategy};
 use tierlock_core::{BoxError, LockName};
 
-use crate::config::{MssqlBuilder, Options, parse_connection_string};
-use crate::conn::{Client, Pool, StmtError, connect, query_ints};
+use crate::config::{MssqlProviderBuilder, Options, parse_connection_string};
+use crate::conn::{Conn, StmtError, connect, execute, query_bigint, query_ints};
 use crate::error::MssqlError;
-use crate::held::{MssqlLock, RequestHold};
+use crate::held::{MssqlLock, MssqlSession, RequestHold, unlock};
 use crate::names::{lock_resource, request_resource};
-use crate::sql::{ACQUIRE_SQL, AppLockOutcome, LockWait, REQUEST_LOCK_TIMEOUT_MS, REQUEST_SQL};
+use crate::sql::{
+    ACQUIRE_SQL, AppLockOutcome, FenceTable, INVALID_OBJECT_NAME, LockWait, OBJECT_EXISTS,
+    REQUEST_LOCK_TIMEOUT_MS, REQUEST_SQL,
+};
 
 /// Locks shared through SQL Server application locks (`sp_getapplock`, session-owned).
 ///
@@ -46,7 +51,9 @@ pub struct MssqlProvider {
 pub(crate) struct Shared {
     pub(crate) config: tiberius::Config,
     pub(crate) options: Options,
-    pub(crate) pool: Pool,
+    pub(crate) pool: IdlePool<Conn>,
+    /// The counter table, if fencing is on.
+    pub(crate) fence: Option<FenceTable>,
 }
 
 impl MssqlProvider {
@@ -67,27 +74,37 @@ impl MssqlProvider {
         Self::builder(connection_string)?.build()
     }
 
-    /// A [`MssqlBuilder`] for a connection string, to set the namespace, pool size and
-    /// intervals.
+    /// A [`MssqlProviderBuilder`] for a connection string, to set the namespace, pool size,
+    /// intervals and fencing.
     ///
     /// # Errors
     ///
     /// [`MssqlError::Config`] if the string does not parse.
-    pub fn builder(connection_string: &str) -> Result<MssqlBuilder, MssqlError> {
-        Ok(MssqlBuilder::from_config(parse_connection_string(
+    pub fn builder(connection_string: &str) -> Result<MssqlProviderBuilder, MssqlError> {
+        Ok(MssqlProviderBuilder::from_config(parse_connection_string(
             connection_string,
         )?))
     }
 
-    pub(crate) fn from_parts(config: tiberius::Config, options: Options) -> Self {
-        let pool = Pool::new(options.max_idle, options.idle_timeout);
+    pub(crate) fn from_parts(
+        config: tiberius::Config,
+        options: Options,
+        fence: Option<FenceTable>,
+    ) -> Self {
+        let pool = IdlePool::new(options.max_idle_connections, options.idle_timeout);
         MssqlProvider {
             shared: Arc::new(Shared {
                 config,
                 options,
                 pool,
+                fence,
             }),
         }
+    }
+
+    /// Whether acquisitions take fencing tokens (see [`MssqlProviderBuilder::fencing`]).
+    pub fn fencing(&self) -> bool {
+        self.shared.fence.is_some()
     }
 
     /// The namespace put before every lock name.
@@ -135,13 +152,14 @@ impl MssqlProvider {
     /// # Cancel safety
     ///
     /// Dropping the future closes the connection it was using, so a lock the server granted
-    /// just then is freed with the session.
+    /// just then (and a fencing upsert in flight) is freed with the session.
     ///
     /// # Errors
     ///
     /// Connection failures, server errors, and `sp_getapplock` failures other than a timeout
     /// ([`MssqlError::Cancelled`], [`MssqlError::DeadlockVictim`],
-    /// [`MssqlError::ParameterError`], [`MssqlError::Unexpected`]).
+    /// [`MssqlError::ParameterError`], [`MssqlError::Unexpected`]); with fencing on,
+    /// [`MssqlError::Fencing`] (the lock was released).
     pub async fn lock(
         &self,
         name: &LockName,
@@ -149,23 +167,44 @@ impl MssqlProvider {
     ) -> Result<Option<MssqlLock>, MssqlError> {
         let resource = self.resource_name(name.as_str());
         loop {
-            let (client, wait, [code, session_id]) = self
+            let (mut conn, wait, [code, session_id]) = self
                 .applock::<2>(name, ACQUIRE_SQL, &resource, || {
                     LockWait::until(deadline, Instant::now())
                 })
                 .await?;
             if outcome(AppLockOutcome::from_code(code), name)? {
-                let request = self.request_resource_name(name.as_str());
+                let token = match &self.shared.fence {
+                    None => None,
+                    Some(table) => {
+                        match self.next_token(table, &mut conn, name, &resource).await {
+                            Ok(token) => Some(token),
+                            Err(err) => {
+                                // Nothing may stay held: release (and pool the connection), or
+                                // close the connection.
+                                if unlock(&self.shared, &mut conn, &resource, name.as_str())
+                                    .await
+                                    .is_ok()
+                                {
+                                    self.shared.pool.put(conn);
+                                }
+                                return Err(err);
+                            }
+                        }
+                    }
+                };
+                let session = MssqlSession {
+                    conn,
+                    request_resource: self.request_resource_name(name.as_str()),
+                };
                 return Ok(Some(MssqlLock::start(
                     Arc::clone(&self.shared),
                     name.clone(),
                     resource,
-                    request,
-                    client,
-                    session_id,
+                    (session_id, token),
+                    session,
                 )));
             }
-            self.shared.pool.put(client);
+            self.shared.pool.put(conn);
             // Wait again if the budget was longer than `@LockTimeout` can express, or if the
             // server gave up before the deadline by its own clock.
             let early = deadline.is_some_and(|deadline| Instant::now() < deadline);
@@ -180,19 +219,68 @@ impl MssqlProvider {
     /// [`REQUEST_LOCK_TIMEOUT_MS`].
     async fn request_mark(&self, name: &LockName) -> Result<Option<RequestMark>, MssqlError> {
         let resource = self.request_resource_name(name.as_str());
-        let (client, _, [code]) = self
+        let (conn, _, [code]) = self
             .applock::<1>(name, REQUEST_SQL, &resource, || LockWait {
                 ms: REQUEST_LOCK_TIMEOUT_MS,
                 clamped: false,
             })
             .await?;
         if outcome(AppLockOutcome::from_code(code), name)? {
-            let hold = RequestHold::new(Arc::clone(&self.shared), resource, client);
-            Ok(Some(RequestMark::new(hold)))
+            let hold = RequestHold {
+                shared: Arc::clone(&self.shared),
+                resource,
+                conn,
+            };
+            Ok(Some(RequestMark::new(AbandonOnDrop::new(hold))))
         } else {
-            self.shared.pool.put(client);
+            self.shared.pool.put(conn);
             Ok(None)
         }
+    }
+
+    /// Advances the fencing counter of `resource` on `conn`, whose session has just been
+    /// granted the lock, creating the table first if it does not exist.
+    async fn next_token(
+        &self,
+        table: &FenceTable,
+        conn: &mut Conn,
+        name: &LockName,
+        resource: &str,
+    ) -> Result<u64, MssqlError> {
+        let name = name.as_str();
+        let fencing = |source| MssqlError::Fencing {
+            name: name.to_owned(),
+            table: table.name.clone(),
+            source: Box::new(source),
+        };
+        let bound = short_bound(&self.shared);
+        let advance =
+            async |conn: &mut Conn| query_bigint(conn, &table.advance, &[&resource], bound).await;
+        let token = match advance(conn).await {
+            Err(StmtError::Driver(err)) if err.code() == Some(INVALID_OBJECT_NAME) => {
+                let limit = self.shared.options.command_timeout;
+                match execute(conn, &table.create, limit).await {
+                    Ok(()) => {}
+                    // Created by another session at the same moment.
+                    Err(StmtError::Driver(err)) if err.code() == Some(OBJECT_EXISTS) => {}
+                    Err(err) => {
+                        return Err(fencing(err.into_error("creating the fencing table", name)));
+                    }
+                }
+                advance(conn).await
+            }
+            other => other,
+        }
+        .map_err(|err| fencing(err.into_error("the fencing counter advance", name)))?;
+        u64::try_from(token)
+            .ok()
+            .filter(|token| *token > 0)
+            .ok_or_else(|| {
+                fencing(MssqlError::InvalidToken {
+                    name: name.to_owned(),
+                    value: token,
+                })
+            })
     }
 
     /// Runs an `sp_getapplock` statement on a pooled (or new) connection. A reused connection
@@ -205,21 +293,21 @@ impl MssqlProvider {
         sql: &'static str,
         resource: &str,
         wait: impl Fn() -> LockWait,
-    ) -> Result<(Client, LockWait, [i32; N]), MssqlError> {
+    ) -> Result<(Conn, LockWait, [i32; N]), MssqlError> {
         let mut reuse = true;
         loop {
             let pooled = if reuse { self.shared.pool.take() } else { None };
             let reused = pooled.is_some();
-            let mut client = match pooled {
-                Some(client) => client,
+            let mut conn = match pooled {
+                Some(conn) => conn,
                 None => connect(&self.shared.config, &self.shared.options).await?,
             };
             let wait = wait();
             let bound = wait.client_bound(self.shared.options.command_timeout);
-            match query_ints::<N>(&mut client, sql, &[&resource, &wait.ms], bound).await {
-                Ok(row) => return Ok((client, wait, row)),
+            match query_ints::<N>(&mut conn, sql, &[&resource, &wait.ms], bound).await {
+                Ok(row) => return Ok((conn, wait, row)),
                 Err(err @ StmtError::Driver(_)) if reused && err.connection_broken() => {
-                    drop(client);
+                    drop(conn);
                     reuse = false;
                 }
                 // Should the server raise error 1205 instead of returning -3.
@@ -283,6 +371,7 @@ impl fmt::Debug for MssqlProvider {
         f.debug_struct("MssqlProvider")
             .field("addr", &self.shared.config.get_addr())
             .field("namespace", &self.shared.options.namespace)
+            .field("fencing", &self.fencing())
             .field("idle_connections", &self.shared.pool.len())
             .finish_non_exhaustive()
     }

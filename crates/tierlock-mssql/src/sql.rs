@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use tierlock_core::options::{OptionError, sql_table_name};
+
 /// Takes the exclusive session lock on `@P1`, waiting up to `@P2` ms (`-1`: no limit, `0`: one
 /// attempt). Returns one row: the return code and the session id (`@@SPID`).
 pub(crate) const ACQUIRE_SQL: &str = "DECLARE @r int; \
@@ -32,6 +34,64 @@ pub(crate) const PROBE_SQL: &str =
 
 /// The keepalive round trip, when request probing is switched off.
 pub(crate) const KEEPALIVE_SQL: &str = "SELECT 1;";
+
+/// The fencing counter table unless the builder names another.
+pub(crate) const DEFAULT_FENCE_TABLE: &str = "dbo.tierlock_fence";
+
+/// Server error 208: "Invalid object name" — the counter table does not exist.
+pub(crate) const INVALID_OBJECT_NAME: u32 = 208;
+
+/// Server error 2714: "There is already an object named … in the database" — another session
+/// created the counter table at the same moment.
+pub(crate) const OBJECT_EXISTS: u32 = 2714;
+
+/// A validated fencing counter table, and the statements that use it.
+///
+/// The counter advance, run by the holder's session right after `sp_getapplock` granted the
+/// lock (`@P1` is the resource the lock is held on):
+///
+/// ```sql
+/// MERGE dbo.tierlock_fence WITH (HOLDLOCK) AS f
+/// USING (SELECT @P1 AS resource) AS s ON f.resource = s.resource
+/// WHEN MATCHED THEN UPDATE SET token = f.token + 1
+/// WHEN NOT MATCHED THEN INSERT (resource, token) VALUES (s.resource, 1)
+/// OUTPUT CAST(inserted.token AS bigint);
+/// ```
+///
+/// One statement, atomic in its own autocommit transaction. `HOLDLOCK` (serializable) makes the
+/// match and the insert one step even for a resource that has no row yet, so two sessions can
+/// never both insert `1`; the applock already keeps every other holder of the resource away.
+/// `OUTPUT` returns the value written.
+#[derive(Debug, Clone)]
+pub(crate) struct FenceTable {
+    pub(crate) name: String,
+    pub(crate) advance: String,
+    pub(crate) create: String,
+}
+
+impl FenceTable {
+    /// Accepts `table` or `schema.table` (see [`sql_table_name`]), each part at most 128
+    /// characters (SQL Server's identifier limit).
+    pub(crate) fn parse(name: &str) -> Result<FenceTable, OptionError> {
+        sql_table_name("fencing_table", name, 128)?;
+        Ok(FenceTable {
+            name: name.to_owned(),
+            advance: format!(
+                "MERGE {name} WITH (HOLDLOCK) AS f \
+                 USING (SELECT @P1 AS resource) AS s ON f.resource = s.resource \
+                 WHEN MATCHED THEN UPDATE SET token = f.token + 1 \
+                 WHEN NOT MATCHED THEN INSERT (resource, token) VALUES (s.resource, 1) \
+                 OUTPUT CAST(inserted.token AS bigint);"
+            ),
+            create: format!(
+                "IF OBJECT_ID(N'{name}', N'U') IS NULL \
+                 CREATE TABLE {name} (\
+                 resource nvarchar(255) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY, \
+                 token bigint NOT NULL);"
+            ),
+        })
+    }
+}
 
 /// How long a waiter tries to take its request mark. The mark is `Shared` and only conflicts
 /// with a holder's momentary `APPLOCK_TEST`, so this is a short, fixed bound.
@@ -157,6 +217,25 @@ mod tests {
             "SELECT CAST(APPLOCK_TEST('public', @P1, 'Exclusive', 'Session') AS int);"
         );
         assert_eq!(KEEPALIVE_SQL, "SELECT 1;");
+    }
+
+    #[test]
+    fn fencing_statements_are_exactly_these() {
+        let table = FenceTable::parse(DEFAULT_FENCE_TABLE).unwrap();
+        assert_eq!(
+            table.advance,
+            "MERGE dbo.tierlock_fence WITH (HOLDLOCK) AS f USING (SELECT @P1 AS resource) AS s \
+             ON f.resource = s.resource WHEN MATCHED THEN UPDATE SET token = f.token + 1 \
+             WHEN NOT MATCHED THEN INSERT (resource, token) VALUES (s.resource, 1) \
+             OUTPUT CAST(inserted.token AS bigint);"
+        );
+        assert_eq!(
+            table.create,
+            "IF OBJECT_ID(N'dbo.tierlock_fence', N'U') IS NULL CREATE TABLE dbo.tierlock_fence (\
+             resource nvarchar(255) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY, \
+             token bigint NOT NULL);"
+        );
+        assert!(FenceTable::parse(&"x".repeat(129)).is_err());
     }
 
     #[test]

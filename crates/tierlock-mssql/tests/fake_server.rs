@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fake_tds::{FakeServer, Held, Value};
 use tierlock_core::{LockManager, LockName, Provider};
-use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlLock, MssqlProvider};
+use tierlock_mssql::{MssqlError, MssqlLock, MssqlProvider, MssqlProviderBuilder};
 
 const GENEROUS: Duration = Duration::from_secs(10);
 
@@ -22,7 +22,7 @@ fn fresh_namespace() -> String {
     format!("fake:{}:", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn builder(server: &FakeServer) -> MssqlBuilder {
+fn builder(server: &FakeServer) -> MssqlProviderBuilder {
     MssqlProvider::builder(&server.connection_string()).expect("valid connection string")
 }
 
@@ -174,7 +174,7 @@ async fn failure_codes_are_distinct_errors_and_close_the_connection() {
 async fn request_marks_reach_the_holder_and_are_withdrawn() {
     let server = FakeServer::start().await;
     let holder = builder(&server)
-        .request_probe_interval(Some(Duration::from_millis(10)))
+        .request_poll_interval(Some(Duration::from_millis(10)))
         .build()
         .unwrap();
     let waiter = provider(&server);
@@ -206,7 +206,7 @@ async fn a_killed_session_fires_the_lost_signal_in_both_monitor_modes() {
     let server = FakeServer::start().await;
     for probe in [Some(Duration::from_millis(10)), None] {
         let provider = builder(&server)
-            .request_probe_interval(probe)
+            .request_poll_interval(probe)
             .keepalive_interval(Duration::from_millis(20))
             .build()
             .unwrap();
@@ -226,7 +226,7 @@ async fn a_stalled_server_trips_the_client_bound_and_the_connection_is_dropped()
     let server = FakeServer::start().await;
     let provider = builder(&server)
         .command_timeout(Duration::from_millis(100))
-        .request_probe_interval(None)
+        .request_poll_interval(None)
         .build()
         .unwrap();
     let held = hold(&provider, "s").await;
@@ -245,7 +245,7 @@ async fn a_stalled_server_trips_the_client_bound_and_the_connection_is_dropped()
     // A stalled probe makes the lock lost.
     let probing = builder(&server)
         .command_timeout(Duration::from_millis(100))
-        .request_probe_interval(Some(Duration::from_millis(10)))
+        .request_poll_interval(Some(Duration::from_millis(10)))
         .build()
         .unwrap();
     let held = hold(&probing, "s").await;
@@ -323,4 +323,235 @@ async fn a_busy_manager_hands_over_to_another_process() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_closed_is_skipped_without_a_round_trip() {
+    let server = FakeServer::start().await;
+    let provider = provider(&server);
+    let held = hold(&provider, "q").await;
+    let spid = held.session_id();
+    held.release().await.unwrap();
+    server.kill(spid);
+    eventually("the idle session is gone", || {
+        !server.open_sessions().contains(&spid)
+    })
+    .await;
+    let sent = server.statements().len();
+    let again = hold(&provider, "q").await;
+    assert_ne!(again.session_id(), spid);
+    // Nothing was sent on the dead connection: the pool saw it closed.
+    assert!(server.statements()[sent..].iter().all(|s| s.spid != spid));
+    again.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let server = FakeServer::start().await;
+    let provider = builder(&server)
+        .idle_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    hold(&provider, "i").await.release().await.unwrap();
+    hold(&provider, "i").await.release().await.unwrap();
+    assert_eq!(server.logins(), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    hold(&provider, "i").await.release().await.unwrap();
+    assert_eq!(server.logins(), 2, "an expired idle connection was reused");
+}
+
+#[tokio::test]
+async fn request_polling_off_never_sees_a_request() {
+    let server = FakeServer::start().await;
+    let holder = builder(&server)
+        .request_poll_interval(None)
+        .keepalive_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let held = hold(&holder, "quiet").await;
+    let mark = provider(&server).request(&name("quiet")).await.unwrap();
+    assert!(mark.is_some());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_requested());
+    // Only keepalives ran on the holder's session.
+    let on_holder: Vec<String> = server
+        .statements()
+        .into_iter()
+        .filter(|s| s.spid == held.session_id())
+        .map(|s| s.sql)
+        .skip(1)
+        .collect();
+    assert!(on_holder.len() >= 5, "{on_holder:?}");
+    assert!(
+        on_holder.iter().all(|sql| sql == "SELECT 1;"),
+        "{on_holder:?}"
+    );
+    held.release().await.unwrap();
+}
+
+fn fencing(server: &FakeServer) -> MssqlProvider {
+    builder(server)
+        .fencing(true)
+        .build()
+        .expect("valid options")
+}
+
+#[tokio::test]
+async fn fencing_tokens_strictly_increase_across_providers_and_killed_sessions() {
+    let server = FakeServer::start().await;
+    let (a, b) = (fencing(&server), fencing(&server));
+    assert!(a.fencing());
+    assert!(server.fences().is_none(), "the table starts missing");
+    let mut last = 0;
+    for i in 0..20 {
+        let provider = if i % 2 == 0 { &a } else { &b };
+        let held = hold(provider, "ledger").await;
+        let token = held.fencing_token().expect("fencing is on");
+        assert!(token > last, "acquisition {i}: {token} after {last}");
+        last = token;
+        held.release().await.unwrap();
+    }
+    assert_eq!(
+        server.fences().unwrap()["ledger"],
+        20,
+        "created on first use"
+    );
+    // The holder's session is killed: the next holder's token is larger.
+    let held = hold(&a, "ledger").await;
+    let old = held.fencing_token().unwrap();
+    server.kill(held.session_id());
+    tokio::time::timeout(GENEROUS, held.lost_signal().wait())
+        .await
+        .expect("lost");
+    let taken = hold(&b, "ledger").await;
+    assert!(taken.fencing_token().unwrap() > old);
+    taken.release().await.unwrap();
+    // Without fencing: no token, no statement on the table.
+    let plain = hold(&provider(&server), "ledger").await;
+    assert_eq!(plain.fencing_token(), None);
+    plain.release().await.unwrap();
+    assert_eq!(server.fences().unwrap()["ledger"], 22);
+}
+
+#[tokio::test]
+async fn the_counter_advance_runs_in_the_holding_session_right_after_the_grant() {
+    let server = FakeServer::start().await;
+    let provider = builder(&server)
+        .namespace("app:")
+        .fencing(true)
+        .fencing_table("locks.fence")
+        .build()
+        .unwrap();
+    let held = hold(&provider, "Job").await;
+    let log: Vec<_> = server
+        .statements()
+        .into_iter()
+        .filter(|s| s.spid == held.session_id())
+        .collect();
+    let kinds: Vec<&str> = log
+        .iter()
+        .map(|s| s.sql.split_whitespace().next().unwrap_or(""))
+        .collect();
+    // Grant, MERGE (no table yet), CREATE, MERGE: then the lock is handed out.
+    assert_eq!(kinds, ["DECLARE", "MERGE", "IF", "MERGE"], "{log:?}");
+    assert!(log[1].sql.starts_with("MERGE locks.fence WITH (HOLDLOCK)"));
+    assert!(log[2].sql.contains("CREATE TABLE locks.fence"));
+    assert_eq!(log[3].params, [Value::Str("app:Job".into())]);
+    assert_eq!(held.fencing_token(), Some(1));
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_concurrent_creation_of_the_table_is_no_error() {
+    let server = FakeServer::start().await;
+    server.create_races(true);
+    let held = hold(&fencing(&server), "race").await;
+    assert_eq!(held.fencing_token(), Some(1));
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_counter_advance_is_a_typed_error_and_releases_the_lock() {
+    let server = FakeServer::start().await;
+    let provider = fencing(&server);
+    let check = |err: MssqlError, cause: &str| {
+        match &err {
+            MssqlError::Fencing { name, table, .. } => {
+                assert_eq!(
+                    (name.as_str(), table.as_str()),
+                    ("doomed", "dbo.tierlock_fence")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            source.as_deref().is_some_and(|s| s.contains(cause)),
+            "{source:?}"
+        );
+    };
+    // The table is missing and may not be created.
+    server.deny_create(true);
+    let err = provider.lock(&name("doomed"), None).await.unwrap_err();
+    check(err, "creating the fencing table");
+    assert!(server.locks().is_empty(), "the lock stayed held");
+    server.deny_create(false);
+    // The table exists, the statement fails (a constraint, a permission, …).
+    hold(&provider, "doomed").await.release().await.unwrap();
+    server.fail_next_fence(229, "The MERGE permission was denied");
+    let err = provider
+        .lock(&name("doomed"), Some(Instant::now()))
+        .await
+        .unwrap_err();
+    check(err, "the fencing counter advance");
+    assert!(server.locks().is_empty());
+    // A counter edited into nonsense is refused rather than handed out.
+    server.set_fence("doomed", -5);
+    let err = provider.lock(&name("doomed"), None).await.unwrap_err();
+    check(err, "not a positive token");
+    assert!(server.locks().is_empty());
+    // Each time the session was clean: released with sp_releaseapplock and pooled.
+    assert_eq!(provider.idle_connections(), 1);
+    assert_eq!(server.logins(), 1);
+    // Through a manager: a provider error naming the lock.
+    let locks = LockManager::new(provider);
+    let err = locks.lock("doomed", GENEROUS).await.unwrap_err();
+    assert!(
+        matches!(err, tierlock_core::LockError::Provider { ref name, .. } if name == "doomed"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_fencing_acquisitions_never_leak_a_lock_or_repeat_a_token() {
+    let server = FakeServer::start().await;
+    let provider = fencing(&server);
+    hold(&provider, "cut").await.release().await.unwrap(); // creates the table
+    let counter = || u64::try_from(server.fences().unwrap()["cut"]).unwrap();
+    let mut last = counter();
+    let mut completed = 0;
+    let cut_name = name("cut");
+    for step in 0..120u64 {
+        let cut = Duration::from_micros(step * 50);
+        let attempt = provider.lock(&cut_name, Some(Instant::now() + GENEROUS));
+        match tokio::time::timeout(cut, attempt).await {
+            Ok(held) => {
+                let held = held.unwrap().expect("free");
+                let token = held.fencing_token().unwrap();
+                assert!(token > last, "{token} after {last}");
+                last = token;
+                completed += 1;
+                held.release().await.unwrap();
+            }
+            Err(_) => {
+                eventually("a cut acquisition leaves nothing held", || {
+                    server.locks().is_empty()
+                })
+                .await;
+                // A counter advanced by a cut acquisition is skipped, never handed out again.
+                last = last.max(counter());
+            }
+        }
+    }
+    assert!(completed > 0, "no acquisition completed");
 }

@@ -171,7 +171,7 @@ async fn killed_session_fires_the_lost_signal() {
         let holder = MssqlProvider::builder(&url)
             .expect("valid URL")
             .namespace(&ns)
-            .request_probe_interval(probe)
+            .request_poll_interval(probe)
             .keepalive_interval(Duration::from_millis(200))
             .build()
             .expect("valid options");
@@ -239,4 +239,51 @@ async fn dropping_a_held_lock_frees_it() {
         0,
         "a dropped lock's connection was reused"
     );
+}
+
+#[tokio::test]
+async fn fencing_tokens_strictly_increase_across_providers_and_a_killed_session() {
+    let Some(url) = tierlock_testkit::server_url(VAR) else {
+        return;
+    };
+    let mut admin = admin(&url).await;
+    // A table of this test's own, created on first use and dropped at the end.
+    let table = format!(
+        "dbo.tierlock_fence_test_{}",
+        fresh_namespace().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let ns = fresh_namespace();
+    let fencing = || {
+        MssqlProvider::builder(&url)
+            .expect("valid URL")
+            .namespace(&ns)
+            .fencing(true)
+            .fencing_table(&table)
+            .build()
+            .expect("valid options")
+    };
+    let (a, b) = (fencing(), fencing());
+    let mut last = 0;
+    for i in 0..20 {
+        let provider = if i % 2 == 0 { &a } else { &b };
+        let held = hold(provider, "ledger").await;
+        let token = held.fencing_token().expect("fencing is on");
+        assert!(token > last, "acquisition {i}: {token} after {last}");
+        last = token;
+        held.release().await.expect("release");
+    }
+    let held = hold(&a, "ledger").await;
+    let old = held.fencing_token().expect("a token");
+    let kill = format!("KILL {};", held.session_id());
+    let killed = async { admin.simple_query(kill).await?.into_results().await }.await;
+    killed.expect("KILL failed: the test login needs ALTER ANY CONNECTION");
+    tokio::time::timeout(GENEROUS, held.lost_signal().wait())
+        .await
+        .expect("no lost signal");
+    let taken = hold(&b, "ledger").await;
+    assert!(taken.fencing_token().expect("a token") > old);
+    taken.release().await.expect("release");
+    let drop_table = format!("DROP TABLE {table};");
+    let dropped = async { admin.simple_query(drop_table).await?.into_results().await }.await;
+    dropped.expect("DROP TABLE failed");
 }

@@ -9,6 +9,7 @@
 //!   idle in between, so every cycle takes and releases the advisory lock on the server
 //!   (target ≤ 0.3 s).
 //! * `cycles_1000/provider`: the same straight through the provider (no in-process tier).
+//! * `cycles_1000/provider_fencing`: the same with `.fencing(true)`: one upsert more per cycle.
 //! * `cycles_1000/raw_tokio_postgres`: the floor — `pg_try_advisory_lock` + `pg_advisory_unlock`
 //!   as prepared statements on one connection, nothing else.
 //! * `contention/…`: two "processes" (two providers) with 4 tasks each, 25 turns per task, on
@@ -70,6 +71,25 @@ fn cycles(c: &mut Criterion, runtime: &Runtime, url: &str) {
             runtime.block_on(async {
                 for _ in 0..CYCLES {
                     let lock = provider.acquire(&name, Some(Instant::now())).await.unwrap();
+                    lock.unwrap().release().await.unwrap();
+                }
+            })
+        })
+    });
+
+    let fencing = runtime.block_on(async {
+        PostgresProvider::builder(url)
+            .namespace(namespace("provider-fencing"))
+            .fencing(true)
+            .connect()
+            .await
+            .unwrap()
+    });
+    group.bench_function("provider_fencing", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                for _ in 0..CYCLES {
+                    let lock = fencing.acquire(&name, Some(Instant::now())).await.unwrap();
                     lock.unwrap().release().await.unwrap();
                 }
             })
@@ -171,7 +191,7 @@ fn contention(c: &mut Criterion, runtime: &Runtime, url: &str) {
 async fn connect(url: &str, namespace: &str) -> PostgresProvider {
     PostgresProvider::builder(url)
         .namespace(namespace)
-        .max_idle(8)
+        .max_idle_connections(8)
         .connect()
         .await
         .unwrap()

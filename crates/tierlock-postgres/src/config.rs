@@ -1,22 +1,42 @@
-//! [`Builder`]: configuration of a [`PostgresProvider`].
+//! [`PostgresProviderBuilder`]: configuration of a [`PostgresProvider`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::{Connector, Pool};
+use tierlock_core::held::Schedule;
+use tierlock_core::options::{OptionError, nonzero};
+
+use crate::conn::{Connections, Connector};
 use crate::error::PostgresError;
+use crate::fence::FenceTable;
 use crate::provider::PostgresProvider;
 
 /// Settings that the provider and its held locks share.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub namespace: String,
-    pub request_poll_interval: Option<Duration>,
-    pub keepalive_interval: Option<Duration>,
+    pub schedule: Schedule,
     pub command_timeout: Duration,
+    /// The counter table, if fencing is on.
+    pub fencing: Option<FenceTable>,
 }
 
 /// Configures a [`PostgresProvider`]; made by [`PostgresProvider::builder`].
+///
+/// Every option has a default. Durations are never zero: an option that can be switched off
+/// takes an `Option` (`None` is off; a plain `Duration` converts to `Some`), and
+/// [`build`](Self::build) rejects a zero duration with [`PostgresError::Option`].
+///
+/// | option | default | |
+/// |---|---|---|
+/// | [`namespace`](Self::namespace) | `""` | scope of names (part of the key) |
+/// | [`max_idle_connections`](Self::max_idle_connections) | 4 | idle connections kept; 0 disables reuse |
+/// | [`idle_timeout`](Self::idle_timeout) | 60 s | an idle connection unused longer is closed; `None`: kept until it closes |
+/// | [`request_poll_interval`](Self::request_poll_interval) | 50 ms | a held lock checks for waiting processes; `None`: never (no early hand-over) |
+/// | [`keepalive_interval`](Self::keepalive_interval) | 2 min | `SELECT 1` on a held lock's silent connection; `None`: never |
+/// | [`command_timeout`](Self::command_timeout) | 30 s | bound on each short command, and margin on a lock wait |
+/// | [`connect_timeout`](Self::connect_timeout) | 15 s | bound on opening a connection |
+/// | [`fencing`](Self::fencing) | off | a fencing token per acquisition, from a counter table |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -26,8 +46,10 @@ pub(crate) struct Settings {
 /// # async fn main() -> Result<(), tierlock_postgres::PostgresError> {
 /// let provider = PostgresProvider::builder("postgres://app@db.internal/app")
 ///     .namespace("billing")
-///     .max_idle(8)
-///     .keepalive_interval(Duration::from_secs(60))
+///     .max_idle_connections(8)
+///     .request_poll_interval(Duration::from_millis(250))
+///     .keepalive_interval(None)
+///     .fencing(true)
 ///     .connect()
 ///     .await?;
 /// let locks = tierlock_core::LockManager::new(provider);
@@ -35,39 +57,51 @@ pub(crate) struct Settings {
 /// # }
 /// ```
 #[must_use]
-pub struct Builder {
+pub struct PostgresProviderBuilder {
     url: String,
     namespace: String,
-    max_idle: usize,
-    request_poll_interval: Duration,
-    keepalive_interval: Duration,
+    max_idle_connections: usize,
+    idle_timeout: Option<Duration>,
+    request_poll_interval: Option<Duration>,
+    keepalive_interval: Option<Duration>,
     command_timeout: Duration,
+    connect_timeout: Duration,
+    fencing: bool,
+    fencing_table: String,
     #[cfg(feature = "rustls")]
     tls: Option<rustls::ClientConfig>,
 }
 
-impl std::fmt::Debug for Builder {
+impl std::fmt::Debug for PostgresProviderBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may contain a password: leave it out.
-        f.debug_struct("Builder")
+        f.debug_struct("PostgresProviderBuilder")
             .field("namespace", &self.namespace)
-            .field("max_idle", &self.max_idle)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .field("idle_timeout", &self.idle_timeout)
             .field("request_poll_interval", &self.request_poll_interval)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("fencing", &self.fencing)
+            .field("fencing_table", &self.fencing_table)
             .finish_non_exhaustive()
     }
 }
 
-impl Builder {
-    pub(crate) fn new(url: impl Into<String>) -> Builder {
-        Builder {
+impl PostgresProviderBuilder {
+    pub(crate) fn new(url: impl Into<String>) -> PostgresProviderBuilder {
+        PostgresProviderBuilder {
             url: url.into(),
             namespace: String::new(),
-            max_idle: 4,
-            request_poll_interval: Duration::from_millis(50),
-            keepalive_interval: Duration::from_secs(120),
+            max_idle_connections: 4,
+            idle_timeout: Some(Duration::from_secs(60)),
+            request_poll_interval: Some(Duration::from_millis(50)),
+            keepalive_interval: Some(Duration::from_secs(120)),
             command_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(15),
+            fencing: false,
+            fencing_table: crate::fence::DEFAULT_TABLE.to_owned(),
             #[cfg(feature = "rustls")]
             tls: None,
         }
@@ -82,35 +116,70 @@ impl Builder {
         self
     }
 
-    /// How many idle connections are kept for reuse (default 4). Held locks and waiting
-    /// acquisitions each use a connection of their own on top of these.
-    pub fn max_idle(mut self, max_idle: usize) -> Self {
-        self.max_idle = max_idle;
+    /// How many idle connections are kept for reuse (default 4; 0 disables reuse). Held locks
+    /// and waiting acquisitions each use a connection of their own on top of these.
+    pub fn max_idle_connections(mut self, max: usize) -> Self {
+        self.max_idle_connections = max;
+        self
+    }
+
+    /// An idle connection unused for longer than this is closed instead of reused (default
+    /// 60 s), so a connection silently dropped by a firewall is rarely picked up. `None` keeps
+    /// idle connections until they close. (A connection the server closed is never reused.)
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.idle_timeout = timeout.into();
         self
     }
 
     /// How often a held lock checks whether another process is waiting for it (default
-    /// 50 ms). Each check is one query on `pg_locks`; `Duration::ZERO` turns checking off (then
-    /// a busy process keeps a lock for as long as its own tasks want it).
-    pub fn request_poll_interval(mut self, interval: Duration) -> Self {
-        self.request_poll_interval = interval;
+    /// 50 ms). Each check is one query on `pg_locks`. `None` switches checking off: a busy
+    /// process then keeps a lock for as long as its own tasks want it.
+    pub fn request_poll_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.request_poll_interval = interval.into();
         self
     }
 
     /// How long a held lock's connection may stay silent before a `SELECT 1` is sent on it
     /// (default 2 minutes): keeps idle-connection killers (firewalls, `idle_session_timeout`)
-    /// away and detects dead connections. Request checks count as traffic. `Duration::ZERO`
-    /// turns the keepalive off.
-    pub fn keepalive_interval(mut self, interval: Duration) -> Self {
-        self.keepalive_interval = interval;
+    /// away and detects dead connections. Request checks count as traffic. `None` switches the
+    /// keepalive off.
+    pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.keepalive_interval = interval.into();
         self
     }
 
-    /// How long opening a connection or any short command (try-lock, unlock, checks) may take
+    /// How long any short command (try-lock, unlock, checks, the fencing upsert) may take
     /// before the connection is considered dead and closed (default 30 s). A blocking wait for
     /// a lock gets its remaining budget on top of this.
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection (TCP, TLS, authentication, preparing the statements) may
+    /// take (default 15 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Gives every external acquisition a fencing token (default off): right after the lock is
+    /// granted, one upsert on the counter table (see [`fencing_table`](Self::fencing_table))
+    /// returns the name's next number, which `guard.fencing_token()` then reports. The table
+    /// is created on first use if the role may; see the crate documentation for the DDL and
+    /// the grants to create it instead. If the upsert fails, the lock is released and the
+    /// acquisition fails with [`PostgresError::Fencing`].
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.fencing = on;
+        self
+    }
+
+    /// The counter table of [`fencing`](Self::fencing) (default `public.tierlock_fence`): a
+    /// table name, optionally schema-qualified, of ASCII letters, digits and `_` (it is put
+    /// into SQL as written, so it is folded to lower case like any unquoted name). Every
+    /// process locking the same names must use the same table.
+    pub fn fencing_table(mut self, table: impl Into<String>) -> Self {
+        self.fencing_table = table.into();
         self
     }
 
@@ -145,8 +214,33 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`PostgresError::Config`] if the URL or connection string cannot be parsed.
+    /// [`PostgresError::Config`] if the URL or connection string cannot be parsed;
+    /// [`PostgresError::Option`] if a duration is zero or the fencing table is not a plain
+    /// (optionally schema-qualified) name.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::{PostgresError, PostgresProvider};
+    ///
+    /// let zero = PostgresProvider::builder("postgres://localhost/app")
+    ///     .request_poll_interval(Duration::ZERO) // "off" is `None`, not zero
+    ///     .build();
+    /// assert!(matches!(
+    ///     zero,
+    ///     Err(PostgresError::Option { option: "request_poll_interval", .. })
+    /// ));
+    /// ```
     pub fn build(self) -> Result<PostgresProvider, PostgresError> {
+        let option = |err: OptionError| PostgresError::Option {
+            option: err.option,
+            reason: err.reason,
+        };
+        nonzero("command_timeout", Some(self.command_timeout)).map_err(option)?;
+        nonzero("connect_timeout", Some(self.connect_timeout)).map_err(option)?;
+        nonzero("idle_timeout", self.idle_timeout).map_err(option)?;
+        nonzero("request_poll_interval", self.request_poll_interval).map_err(option)?;
+        nonzero("keepalive_interval", self.keepalive_interval).map_err(option)?;
+        let fence_table = FenceTable::parse(&self.fencing_table).map_err(option)?;
         let config: tokio_postgres::Config = self
             .url
             .parse()
@@ -158,16 +252,23 @@ impl Builder {
         };
         #[cfg(not(feature = "rustls"))]
         let connector = Connector::Plain;
-        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let settings = Settings {
             namespace: self.namespace,
-            request_poll_interval: nonzero(self.request_poll_interval),
-            keepalive_interval: nonzero(self.keepalive_interval),
+            schedule: Schedule::new(self.command_timeout)
+                .request_poll_interval(self.request_poll_interval)
+                .keepalive_interval(self.keepalive_interval),
             command_timeout: self.command_timeout,
+            fencing: self.fencing.then_some(fence_table),
         };
-        let pool = Pool::new(config, connector, self.command_timeout, self.max_idle);
+        let connections = Connections::new(
+            config,
+            connector,
+            self.connect_timeout,
+            self.max_idle_connections,
+            self.idle_timeout,
+        );
         Ok(PostgresProvider::from_parts(
-            Arc::new(pool),
+            Arc::new(connections),
             Arc::new(settings),
         ))
     }
@@ -177,11 +278,73 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`PostgresError::Config`] for a bad URL; [`PostgresError::Connect`] or
+    /// As [`build`](Self::build); [`PostgresError::Connect`] or
     /// [`PostgresError::ConnectTimeout`] if the server cannot be reached or refuses the login.
     pub async fn connect(self) -> Result<PostgresProvider, PostgresError> {
         let provider = self.build()?;
         provider.warm_up().await?;
         Ok(provider)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> PostgresProviderBuilder {
+        PostgresProviderBuilder::new("postgres://u:hunter2@127.0.0.1:1/db")
+    }
+
+    #[test]
+    fn zero_durations_are_rejected_and_none_switches_off() {
+        let cases: [(PostgresProviderBuilder, &str); 5] = [
+            (builder().command_timeout(Duration::ZERO), "command_timeout"),
+            (builder().connect_timeout(Duration::ZERO), "connect_timeout"),
+            (builder().idle_timeout(Duration::ZERO), "idle_timeout"),
+            (
+                builder().request_poll_interval(Duration::ZERO),
+                "request_poll_interval",
+            ),
+            (
+                builder().keepalive_interval(Some(Duration::ZERO)),
+                "keepalive_interval",
+            ),
+        ];
+        for (builder, expected) in cases {
+            match builder.build() {
+                Err(PostgresError::Option { option, .. }) => assert_eq!(option, expected),
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+        let off = builder()
+            .request_poll_interval(None)
+            .keepalive_interval(None)
+            .idle_timeout(None)
+            .build()
+            .unwrap();
+        assert_eq!(
+            off.settings().schedule,
+            Schedule::new(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn a_bad_fencing_table_is_an_option_error() {
+        match builder().fencing_table("fence; DROP TABLE x").build() {
+            Err(PostgresError::Option { option, .. }) => assert_eq!(option, "fencing_table"),
+            other => panic!("{other:?}"),
+        }
+        builder()
+            .fencing(true)
+            .fencing_table("locks.fence")
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn debug_output_hides_the_url() {
+        let debug = format!("{:?}", builder().namespace("ns"));
+        assert!(debug.contains("ns"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 }

@@ -1,23 +1,22 @@
-//! Connections and the small pool of idle ones.
+//! Connections and the idle ones kept for reuse.
 //!
 //! A [`Conn`] is one PostgreSQL session: a `tokio_postgres::Client`, the task that drives its
 //! socket, and the statements this crate prepares on it. Dropping a `Conn` *aborts* that task,
 //! which closes the socket at once; the server then ends the session and frees every advisory
 //! lock it held. That is the safety net for cancellation: a `Conn` that was in the middle of a
 //! command when its future was dropped is simply dropped, never reused. Only a connection that is
-//! known to be clean — no lock held, no command in flight — goes back to the [`Pool`] with
-//! [`Pool::put`].
+//! known to be clean — no lock held, no command in flight — goes back to the idle pool (core's
+//! [`IdlePool`], whose rules these are) with [`Connections::put`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use tierlock_core::Latch;
+use tierlock_core::pool::{IdlePool, PooledConnection};
 use tokio::task::AbortHandle;
 use tokio_postgres::types::{FromSqlOwned, ToSql, Type};
 use tokio_postgres::{CancelToken, Client, Config, NoTls, Statement};
 
 use crate::error::PostgresError;
-use crate::latch::Latch;
 
 /// How connections are made: TLS or not.
 #[derive(Clone)]
@@ -84,15 +83,18 @@ impl Statements {
     }
 }
 
+/// What every new session runs once.
+const SESSION_SETUP: &str = "SET statement_timeout = 0; \
+     SELECT set_config('synchronous_commit', 'local', false) \
+     WHERE current_setting('synchronous_commit') = 'off'";
+
 /// One PostgreSQL session. Dropping it closes the socket (see the module documentation).
 pub(crate) struct Conn {
     pub client: Client,
     pub stmts: Statements,
     /// Raised when the connection's socket task has ended (server closed the session, network
     /// failure): observed by the lost-lock monitor and by the pool.
-    pub closed: Arc<Latch>,
-    /// True if this connection came from the pool (it may have gone stale while idle).
-    pub reused: bool,
+    pub closed: Latch,
     task: AbortHandle,
     /// False once the connection may be closed politely (it holds nothing).
     abort_on_drop: bool,
@@ -103,6 +105,17 @@ impl Drop for Conn {
         if self.abort_on_drop {
             self.task.abort();
         }
+    }
+}
+
+impl PooledConnection for Conn {
+    fn is_closed(&self) -> bool {
+        self.closed.is_raised()
+    }
+
+    /// A clean connection the pool lets go: the driver says goodbye to the server.
+    fn close(mut self) {
+        self.abort_on_drop = false;
     }
 }
 
@@ -137,14 +150,15 @@ impl Conn {
             let (stmts, ()) = tokio::try_join!(
                 Statements::prepare(&client),
                 // The only long command is pg_advisory_lock, bounded by its own lock_timeout.
-                client.batch_execute("SET statement_timeout = 0"),
+                // A fencing token must be durable before it is handed out: a crash must not
+                // hand it out again. (A stricter setting, e.g. remote_apply, is left alone.)
+                client.batch_execute(SESSION_SETUP),
             )
             .map_err(connect_err)?;
             Ok(Conn {
                 client,
                 stmts,
                 closed,
-                reused: false,
                 task: task.disarm(),
                 abort_on_drop: true,
             })
@@ -199,14 +213,14 @@ impl Conn {
 }
 
 /// Spawns the task that drives a connection's socket; the latch is raised when it ends.
-fn drive<F>(connection: F) -> (AbortHandle, Arc<Latch>)
+fn drive<F>(connection: F) -> (AbortHandle, Latch)
 where
     F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
-    let closed = Arc::new(Latch::default());
+    let closed = Latch::new();
     // Raised when the task ends for any reason: the connection finished, failed, or the task
     // was aborted (the `Conn` was dropped) or dropped with its runtime.
-    let raise = RaiseOnDrop(Arc::clone(&closed));
+    let raise = RaiseOnDrop(closed.clone());
     let task = tokio::spawn(async move {
         let _raise = raise;
         // The error itself reaches the next command on this client; here only the end counts.
@@ -215,7 +229,7 @@ where
     (task.abort_handle(), closed)
 }
 
-struct RaiseOnDrop(Arc<Latch>);
+struct RaiseOnDrop(Latch);
 
 impl Drop for RaiseOnDrop {
     fn drop(&mut self) {
@@ -272,77 +286,56 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// A bounded stack of idle, clean connections.
-pub(crate) struct Pool {
+/// How to open connections, and the idle ones kept for reuse.
+pub(crate) struct Connections {
     config: Config,
     connector: Connector,
-    command_timeout: Duration,
-    max_idle: usize,
-    idle: Mutex<Vec<Conn>>,
+    connect_timeout: Duration,
+    idle: IdlePool<Conn>,
 }
 
-impl Pool {
+impl Connections {
     pub(crate) fn new(
         config: Config,
         connector: Connector,
-        command_timeout: Duration,
+        connect_timeout: Duration,
         max_idle: usize,
-    ) -> Pool {
-        Pool {
+        idle_timeout: Option<Duration>,
+    ) -> Connections {
+        Connections {
             config,
             connector,
-            command_timeout,
-            max_idle,
-            idle: Mutex::new(Vec::with_capacity(max_idle)),
+            connect_timeout,
+            idle: IdlePool::new(max_idle, idle_timeout),
         }
-    }
-
-    /// The limit for opening a connection and for short commands.
-    pub(crate) fn command_timeout(&self) -> Duration {
-        self.command_timeout
     }
 
     pub(crate) fn connector(&self) -> &Connector {
         &self.connector
     }
 
-    /// An idle connection if there is one that is still open, else a new one.
-    pub(crate) async fn get(&self) -> Result<Conn, PostgresError> {
-        loop {
-            let Some(conn) = self.idle.lock().pop() else {
-                break;
-            };
-            if !conn.closed.is_raised() {
-                return Ok(conn);
-            }
+    /// An idle connection if there is one that is still open (`true`: reused, it may have gone
+    /// stale since), else a new one.
+    pub(crate) async fn get(&self) -> Result<(Conn, bool), PostgresError> {
+        match self.idle.take() {
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.open().await?, false)),
         }
-        self.open().await
     }
 
     /// A new connection, bypassing the idle ones.
     pub(crate) async fn open(&self) -> Result<Conn, PostgresError> {
-        Conn::open(&self.config, &self.connector, self.command_timeout).await
+        Conn::open(&self.config, &self.connector, self.connect_timeout).await
     }
 
-    /// Returns a clean connection (no lock held, no command in flight) for reuse; closes it
-    /// instead if the pool is full.
-    pub(crate) fn put(&self, mut conn: Conn) {
-        if conn.closed.is_raised() {
-            return;
-        }
-        conn.reused = true;
-        let mut idle = self.idle.lock();
-        if idle.len() < self.max_idle {
-            idle.push(conn);
-        } else {
-            drop(idle);
-            conn.abort_on_drop = false; // Clean: let the driver say goodbye to the server.
-        }
+    /// Returns a clean connection (no lock held, no command in flight) for reuse.
+    pub(crate) fn put(&self, conn: Conn) {
+        self.idle.put(conn);
     }
 
     /// Number of idle connections.
     pub(crate) fn idle_count(&self) -> usize {
-        self.idle.lock().len()
+        self.idle.len()
     }
 }
 
@@ -362,7 +355,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pg_locks_checks_find_the_right_sessions() {
         let Some(config) = server() else { return };
-        let pool = Pool::new(config, Connector::Plain, Duration::from_secs(10), 4);
+        let pool = Connections::new(config, Connector::Plain, Duration::from_secs(10), 4, None);
         let (a, b) = (pool.open().await.unwrap(), pool.open().await.unwrap());
         let key = crate::lock_key("conn-tests", &format!("{:?}", std::time::Instant::now()));
 
@@ -423,13 +416,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pool_keeps_at_most_max_idle_and_drops_closed_connections() {
         let Some(config) = server() else { return };
-        let pool = Pool::new(config, Connector::Plain, Duration::from_secs(10), 1);
+        let pool = Connections::new(config, Connector::Plain, Duration::from_secs(10), 1, None);
         let (a, b) = (pool.open().await.unwrap(), pool.open().await.unwrap());
         pool.put(a);
         pool.put(b);
         assert_eq!(pool.idle_count(), 1);
-        let reused = pool.get().await.unwrap();
-        assert!(reused.reused);
+        let (reused, was_idle) = pool.get().await.unwrap();
+        assert!(was_idle);
         // A connection whose socket task ended is not kept.
         reused.task.abort();
         tokio::time::timeout(Duration::from_secs(10), reused.closed.wait())

@@ -18,6 +18,16 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
 
+    /// A builder option is out of range (see
+    /// [`PostgresProviderBuilder::build`](crate::PostgresProviderBuilder::build)).
+    #[error("invalid PostgreSQL provider option {option}: {reason}")]
+    Option {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
+
     /// Opening a connection (TCP, TLS, authentication) or preparing it failed.
     #[error("could not open a PostgreSQL connection")]
     Connect {
@@ -26,7 +36,7 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
 
-    /// Opening a connection took longer than the command timeout.
+    /// Opening a connection took longer than the connect timeout.
     #[error("opening a PostgreSQL connection took longer than {after:?}")]
     ConnectTimeout {
         /// The limit that was exceeded.
@@ -57,6 +67,38 @@ pub enum PostgresError {
         after: Duration,
     },
 
+    /// The lock was lost while it was held: its connection closed or stopped answering (the
+    /// server then frees the lock with the session), so there was nothing left to release.
+    #[error("the PostgreSQL session holding lock {name:?} was lost")]
+    Lost {
+        /// The lock name.
+        name: String,
+    },
+
+    /// With fencing on, the lock was granted but its fencing token could not be taken from the
+    /// counter table (missing and not creatable, no permission, the connection broke, …). The
+    /// lock was released: nothing is held.
+    #[error("could not take a fencing token for lock {name:?} from table {table}")]
+    Fencing {
+        /// The lock name.
+        name: String,
+        /// The counter table, as configured.
+        table: String,
+        /// What failed: the upsert, or the table's creation.
+        #[source]
+        source: Box<PostgresError>,
+    },
+
+    /// The fencing counter table holds a value that is not a positive token (it was edited by
+    /// hand): the next token cannot be trusted to be larger than every earlier one.
+    #[error("the fencing counter of lock {name:?} holds {value}, not a positive token")]
+    InvalidToken {
+        /// The lock name.
+        name: String,
+        /// What the table holds.
+        value: i64,
+    },
+
     /// `pg_advisory_unlock` reported that the session did not hold the lock it was releasing:
     /// the lock had been lost (this should not happen while the connection is intact).
     #[error("lock {name:?} was no longer held by its session when it was released")]
@@ -68,9 +110,23 @@ pub enum PostgresError {
 
 impl PostgresError {
     /// True if the error says that the connection was already closed (a stale pooled
-    /// connection): the command was not run and may be retried on a fresh connection.
+    /// connection), or that the server ended the session as the command arrived (a FATAL error:
+    /// `pg_terminate_backend`, a shutdown): either way the session is gone with anything the
+    /// command might have taken, and the command may be retried on a fresh connection.
     pub(crate) fn is_closed(&self) -> bool {
-        matches!(self, PostgresError::Query { source, .. } if source.is_closed())
+        let PostgresError::Query { source, .. } = self else {
+            return false;
+        };
+        source.is_closed()
+            || source.as_db_error().is_some_and(|db| {
+                matches!(
+                    db.parsed_severity(),
+                    Some(
+                        tokio_postgres::error::Severity::Fatal
+                            | tokio_postgres::error::Severity::Panic
+                    )
+                )
+            })
     }
 
     /// Makes a [`PostgresError::Query`] from a driver error (for `map_err`).

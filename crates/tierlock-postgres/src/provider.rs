@@ -5,16 +5,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tierlock_core::held::{AbandonOnDrop, Hold, Releases};
 use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, RequestMark, WaitStrategy};
 use tierlock_core::{BoxError, LockName};
 use tokio_postgres::error::SqlState;
 
-use crate::config::{Builder, Settings};
-use crate::conn::{Conn, Pool};
+use crate::config::{PostgresProviderBuilder, Settings};
+use crate::conn::{Conn, Connections};
 use crate::error::PostgresError;
+use crate::held::{PgLock, PgSession, RequestHold};
 use crate::key::{lock_key, request_key, split};
-use crate::latch::Releasing;
-use crate::lock::{PgLock, Requester};
 
 /// Locks across processes and hosts with PostgreSQL session advisory locks.
 ///
@@ -39,9 +39,10 @@ use crate::lock::{PgLock, Requester};
 /// ```
 #[derive(Clone)]
 pub struct PostgresProvider {
-    pool: Arc<Pool>,
+    connections: Arc<Connections>,
     settings: Arc<Settings>,
-    releasing: Arc<Releasing>,
+    /// Dropped locks still being unlocked in the background.
+    releases: Arc<Releases>,
 }
 
 /// How long an acquisition may wait on the server.
@@ -94,29 +95,37 @@ impl PostgresProvider {
     /// assert_eq!(provider.namespace(), "tests");
     /// # Ok::<(), tierlock_postgres::PostgresError>(())
     /// ```
-    pub fn builder(url: impl Into<String>) -> Builder {
-        Builder::new(url)
+    pub fn builder(url: impl Into<String>) -> PostgresProviderBuilder {
+        PostgresProviderBuilder::new(url)
     }
 
     /// A provider with default settings for the server at `url`, after checking that a
-    /// connection can be opened (see [`Builder::connect`]).
+    /// connection can be opened (see [`PostgresProviderBuilder::connect`]).
     ///
     /// # Errors
     ///
-    /// As [`Builder::connect`].
+    /// As [`PostgresProviderBuilder::connect`].
     pub async fn connect(url: impl Into<String>) -> Result<PostgresProvider, PostgresError> {
-        Builder::new(url).connect().await
+        PostgresProviderBuilder::new(url).connect().await
     }
 
-    pub(crate) fn from_parts(pool: Arc<Pool>, settings: Arc<Settings>) -> PostgresProvider {
+    pub(crate) fn from_parts(
+        connections: Arc<Connections>,
+        settings: Arc<Settings>,
+    ) -> PostgresProvider {
         PostgresProvider {
-            pool,
+            connections,
             settings,
-            releasing: Arc::default(),
+            releases: Releases::new(),
         }
     }
 
-    /// The namespace lock names live in (see [`Builder::namespace`]).
+    #[cfg(test)]
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The namespace lock names live in (see [`PostgresProviderBuilder::namespace`]).
     pub fn namespace(&self) -> &str {
         &self.settings.namespace
     }
@@ -141,15 +150,34 @@ impl PostgresProvider {
         request_key(&self.settings.namespace, name)
     }
 
+    /// Whether acquisitions take fencing tokens (see [`PostgresProviderBuilder::fencing`]).
+    pub fn fencing(&self) -> bool {
+        self.settings.fencing.is_some()
+    }
+
     /// Number of idle connections kept for reuse right now.
     pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
+        self.connections.idle_count()
     }
 
     pub(crate) async fn warm_up(&self) -> Result<(), PostgresError> {
-        let conn = self.pool.open().await?;
-        self.pool.put(conn);
+        let conn = self.connections.open().await?;
+        self.connections.put(conn);
         Ok(())
+    }
+
+    /// Runs `attempt` on an idle connection, or a new one. An idle connection can have closed
+    /// since the pool checked it; if the attempt fails for that reason, its command did not run
+    /// and it runs once more on a new connection.
+    async fn on_connection<T, F>(&self, attempt: impl Fn(Conn) -> F) -> Result<T, PostgresError>
+    where
+        F: Future<Output = Result<T, PostgresError>>,
+    {
+        let (conn, reused) = self.connections.get().await?;
+        match attempt(conn).await {
+            Err(err) if reused && err.is_closed() => attempt(self.connections.open().await?).await,
+            other => other,
+        }
     }
 
     async fn acquire_lock(
@@ -157,32 +185,40 @@ impl PostgresProvider {
         name: &LockName,
         deadline: Option<Instant>,
     ) -> Result<Option<PgLock>, PostgresError> {
+        // A lock of ours dropped a moment ago may still be unlocking this name.
+        let limit = self.settings.command_timeout;
+        self.releases.settle(name.as_str(), limit).await;
         let key = self.lock_key(name.as_str());
-        // A guard of ours dropped a moment ago may still be unlocking this key.
-        self.releasing
-            .settle(key, self.settings.command_timeout)
-            .await;
-        let conn = self.pool.get().await?;
-        let reused = conn.reused;
-        let granted = match self.lock_on(conn, name.as_str(), key, deadline).await {
-            // An idle connection went stale; the command never ran. Once more on a fresh one.
-            Err(err) if reused && err.is_closed() => {
-                let conn = self.pool.open().await?;
-                self.lock_on(conn, name.as_str(), key, deadline).await?
-            }
-            other => other?,
+        let attempt = move |conn| self.lock_on(conn, name.as_str(), key, deadline);
+        let Some(conn) = self.on_connection(attempt).await? else {
+            return Ok(None);
         };
-        Ok(granted.map(|conn| {
-            let request_key = self.request_key(name.as_str());
-            PgLock::new(
-                conn,
-                Arc::clone(&self.pool),
-                Arc::clone(&self.releasing),
-                &self.settings,
-                name,
-                (key, request_key),
-            )
-        }))
+        let token = match &self.settings.fencing {
+            None => None,
+            Some(table) => match table.next_token(&conn, name.as_str(), key, limit).await {
+                Ok(token) => Some(token),
+                Err(err) => {
+                    // Nothing may stay held: unlock (and pool the connection), or close it.
+                    let _ = self.session(conn, name, key).unlock().await;
+                    return Err(err);
+                }
+            },
+        };
+        let hold = Hold::start(self.session(conn, name, key), self.settings.schedule)
+            .settle_in(&self.releases, name.clone());
+        Ok(Some(PgLock::new(name.clone(), token, hold)))
+    }
+
+    /// `conn`, whose session holds `key`, ready for the monitor task.
+    fn session(&self, conn: Conn, name: &LockName, key: i64) -> PgSession {
+        PgSession {
+            conn,
+            connections: Arc::clone(&self.connections),
+            name: name.clone(),
+            key,
+            request_key: split(self.request_key(name.as_str())),
+            command_timeout: self.settings.command_timeout,
+        }
     }
 
     /// Takes `key` on `conn`'s session. Returns the connection if granted; otherwise it goes
@@ -205,7 +241,7 @@ impl PostgresProvider {
         if granted {
             return Ok(Some(conn));
         }
-        self.pool.put(conn);
+        self.connections.put(conn);
         Ok(None)
     }
 
@@ -226,7 +262,7 @@ impl PostgresProvider {
         set_timeout(budget.lock_timeout()).await?;
         // If this future is dropped during the wait, the guard asks the server to cancel the
         // wait, and the dropped connection closes the session: nothing can stay held.
-        let cancel = conn.cancel_on_drop(self.pool.connector());
+        let cancel = conn.cancel_on_drop(self.connections.connector());
         let bound = match budget {
             Budget::Wait(left) => Some(left + self.settings.command_timeout),
             Budget::Try | Budget::Forever => None,
@@ -255,16 +291,16 @@ impl PostgresProvider {
 
     async fn request_mark(&self, name: &LockName) -> Result<Option<RequestMark>, PostgresError> {
         let key = self.request_key(name.as_str());
-        let conn = self.pool.get().await?;
-        let reused = conn.reused;
-        let marked = match self.mark_on(conn, name.as_str(), key).await {
-            Err(err) if reused && err.is_closed() => {
-                let conn = self.pool.open().await?;
-                self.mark_on(conn, name.as_str(), key).await?
-            }
-            other => other?,
-        };
-        Ok(marked.map(|conn| RequestMark::new(Requester::new(conn, Arc::clone(&self.pool), key))))
+        let attempt = move |conn| self.mark_on(conn, name.as_str(), key);
+        let marked = self.on_connection(attempt).await?;
+        Ok(marked.map(|conn| {
+            RequestMark::new(AbandonOnDrop::new(RequestHold {
+                conn,
+                connections: Arc::clone(&self.connections),
+                request_key: key,
+                command_timeout: self.settings.command_timeout,
+            }))
+        }))
     }
 
     /// Takes the shared request lock on `conn`'s session; returns the connection if granted.
@@ -281,7 +317,7 @@ impl PostgresProvider {
             return Ok(Some(conn));
         }
         // Only an exclusive lock on the request key blocks it: another application's key.
-        self.pool.put(conn);
+        self.connections.put(conn);
         Ok(None)
     }
 }
@@ -344,6 +380,7 @@ impl fmt::Debug for PostgresProvider {
         // The connection settings may contain a password: leave them out.
         f.debug_struct("PostgresProvider")
             .field("namespace", &self.settings.namespace)
+            .field("fencing", &self.fencing())
             .field("idle_connections", &self.idle_connections())
             .finish_non_exhaustive()
     }

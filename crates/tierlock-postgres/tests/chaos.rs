@@ -234,3 +234,60 @@ fn a_lock_dropped_after_its_runtime_is_gone_is_freed() {
             .unwrap();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_racing_a_terminated_backend_never_hangs_or_leaks() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("release-race");
+    let (a, b) = (provider(&url, &ns).await, provider(&url, &ns).await);
+    let admin = admin(&url).await;
+    let lock = LockName::new("raced").unwrap();
+    let key = a.lock_key("raced");
+    let (mut released, mut lost) = (0, 0);
+    for i in 0..30u64 {
+        let held = a
+            .acquire(&lock, Some(Instant::now()))
+            .await
+            .unwrap()
+            .expect("free");
+        let pid = holders(&admin, key).await[0].0;
+        // The backend is terminated while the release asks the monitor for the connection,
+        // unlocks, or returns it to the pool.
+        let terminate = async {
+            tokio::time::sleep(Duration::from_micros(i * 37 % 700)).await;
+            let _: bool = admin
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+                .unwrap()
+                .get(0);
+        };
+        let (outcome, ()) = tokio::join!(tokio::time::timeout(BOUND, held.release()), terminate);
+        match outcome.expect("a release hung") {
+            Ok(()) => released += 1,
+            Err(err) => {
+                let err = err
+                    .downcast_ref::<tierlock_postgres::PostgresError>()
+                    .expect("a PostgresError");
+                assert!(
+                    matches!(
+                        err,
+                        tierlock_postgres::PostgresError::Lost { .. }
+                            | tierlock_postgres::PostgresError::Query { .. }
+                    ),
+                    "{err:?}"
+                );
+                lost += 1;
+            }
+        }
+        // Whatever happened, the lock is free for another process at once or very soon, and
+        // the provider's next acquisition works (a terminated pooled connection is skipped).
+        let taken = b
+            .acquire(&lock, Some(Instant::now() + BOUND))
+            .await
+            .unwrap();
+        taken.expect("freed").release().await.unwrap();
+        let again = a.acquire(&lock, Some(Instant::now() + BOUND)).await;
+        again.unwrap().expect("free").release().await.unwrap();
+    }
+    eprintln!("{released} releases completed, {lost} found the session gone");
+}

@@ -60,12 +60,12 @@ async fn a_held_lock_is_an_exclusive_advisory_lock_on_its_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_are_reused_up_to_max_idle() {
+async fn connections_are_reused_up_to_max_idle_connections() {
     let Some(url) = server_url(URL) else { return };
     let ns = fresh_namespace("pool");
     let p = PostgresProvider::builder(&url)
         .namespace(&ns)
-        .max_idle(2)
+        .max_idle_connections(2)
         .build()
         .unwrap();
     assert_eq!(p.idle_connections(), 0);
@@ -217,7 +217,9 @@ async fn contended_native_waits_exclude_each_other_and_never_fail() {
     // Few idle connections, so connections that waited are reused for later waits.
     let providers: Vec<Arc<PostgresProvider>> = (0..2)
         .map(|_| {
-            let p = PostgresProvider::builder(&url).namespace(&ns).max_idle(1);
+            let p = PostgresProvider::builder(&url)
+                .namespace(&ns)
+                .max_idle_connections(1);
             Arc::new(p.build().unwrap())
         })
         .collect();
@@ -254,4 +256,106 @@ async fn without_tls_sslmode_require_is_a_connect_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, PostgresError::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_lock_is_free_at_once_for_the_same_provider() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("drop-settle");
+    let p = provider(&url, &ns).await;
+    let lock = name("again");
+    // The unlock runs in the background; the next try-lock through the same provider waits for
+    // it instead of finding its own lock still held.
+    for i in 0..200 {
+        let held = p.acquire(&lock, now()).await.unwrap().expect("free");
+        drop(held);
+        let again = p.acquire(&lock, now()).await.unwrap();
+        assert!(again.is_some(), "round {i}: still held by the dropped lock");
+    }
+    // The dropped locks' connections were unlocked and reused, not closed.
+    eventually(
+        BOUND,
+        "the last dropped lock's connection is pooled",
+        || async { p.idle_connections() >= 1 },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_polling_off_means_never_requested_and_keepalive_runs_alone() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("poll-off");
+    let holder = PostgresProvider::builder(&url)
+        .namespace(&ns)
+        .request_poll_interval(None)
+        .keepalive_interval(Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap();
+    let waiter = provider(&url, &ns).await;
+    let admin = admin(&url).await;
+    let lock = name("quiet");
+    let held = holder.acquire(&lock, now()).await.unwrap().unwrap();
+    let mark = waiter.request(&lock).await.unwrap().expect("request mark");
+    let pid = holders(&admin, holder.lock_key("quiet")).await[0].0;
+    // The keepalive is what the holder's session runs now.
+    eventually(BOUND, "the holder's session sends SELECT 1", || async {
+        let query: Option<String> = admin
+            .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap()
+            .get(0);
+        query.as_deref() == Some("SELECT 1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_requested(), "polling is off");
+    drop(mark);
+    held.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout_or_when_the_server_closes_them() {
+    let Some(url) = server_url(URL) else { return };
+    let ns = fresh_namespace("idle");
+    let admin = admin(&url).await;
+    let lock = name("idle");
+    let pid_of = async |p: &PostgresProvider| {
+        let held = p.acquire(&lock, now()).await.unwrap().unwrap();
+        let pid = holders(&admin, p.lock_key("idle")).await[0].0;
+        held.release().await.unwrap();
+        pid
+    };
+
+    let p = PostgresProvider::builder(&url)
+        .namespace(&ns)
+        .idle_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let first = pid_of(&p).await;
+    assert_eq!(pid_of(&p).await, first, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_ne!(
+        pid_of(&p).await,
+        first,
+        "an expired idle connection was reused"
+    );
+
+    // A pooled connection whose backend was terminated is skipped, without an error.
+    let q = provider(&url, &ns).await;
+    let first = pid_of(&q).await;
+    let _: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&first])
+        .await
+        .unwrap()
+        .get(0);
+    eventually(BOUND, "the backend is gone", || async {
+        admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&first])
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    assert_ne!(pid_of(&q).await, first);
 }

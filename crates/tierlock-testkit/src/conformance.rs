@@ -388,6 +388,63 @@ where
     }
 }
 
+/// Fencing tokens, for providers that make them (the case passes at once for providers whose
+/// first acquisition has no token): every external acquisition's token is larger than the one
+/// before, whichever manager took it; re-entrant guards and a local hand-off report the token of
+/// the external acquisition they share; a provider that makes tokens makes one every time.
+pub async fn fencing_tokens_increase<F, Fut>(factory: &F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    const NAME: &str = "conformance:fence";
+    let (a, b) = two_managers(factory).await;
+    let first = lock(&a, NAME).await;
+    let Some(mut last) = first.fencing_token() else {
+        release(first).await;
+        return;
+    };
+    let nested = lock(&a, NAME).await;
+    assert_eq!(
+        nested.fencing_token(),
+        Some(last),
+        "re-entry changed the token"
+    );
+    // A local waiter takes over by hand-off: same external acquisition, same token.
+    let handed = tokio::spawn({
+        let a = a.clone();
+        async move {
+            let guard = lock(&a, NAME).await;
+            let token = guard.fencing_token();
+            release(guard).await;
+            token
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(nested);
+    release(first).await;
+    let seen = tokio::time::timeout(GENEROUS, handed)
+        .await
+        .expect("the local waiter never got the lock")
+        .expect("the local waiter panicked");
+    assert!(
+        seen >= Some(last),
+        "a later holder saw an older token: {seen:?} < {last}"
+    );
+    last = seen.unwrap_or(last);
+    for turn in 0..20 {
+        let manager = if turn % 2 == 0 { &b } else { &a };
+        let guard = lock(manager, NAME).await;
+        let token = guard.fencing_token();
+        let Some(token) = token else {
+            panic!("turn {turn}: a provider that makes tokens made none");
+        };
+        assert!(token > last, "turn {turn}: token {token} after {last}");
+        last = token;
+        release(guard).await;
+    }
+}
+
 /// A small xorshift generator: reproducible per seed, no dependency.
 #[derive(Debug)]
 pub struct Rng(u64);

@@ -126,6 +126,7 @@ macro_rules! __conformance_tests {
                 mutual_exclusion,
                 cancellation_leaves_nothing,
                 requested_lock_is_handed_over,
+                fencing_tokens_increase,
             );
         }
     };

@@ -71,6 +71,44 @@ impl Worker {
         line
     }
 
+    /// Starts `bin` in `serve` mode on lock `name` and waits until it is ready for commands.
+    pub async fn serve(bin: &Path, provider: &[String], name: &str) -> Worker {
+        let mut worker = Worker::spawn(bin, provider, &strings(&["serve", name]));
+        worker.expect("ready", PATIENCE).await;
+        worker
+    }
+
+    /// `lock MS` in a serving worker: `Some(line)` (`acquired MS token=T`) if it acquired,
+    /// `None` on timeout.
+    pub async fn lock(&mut self, timeout_ms: u64) -> Option<String> {
+        self.tell(&format!("lock {timeout_ms}")).await;
+        let line = self
+            .line(PATIENCE + Duration::from_millis(timeout_ms))
+            .await;
+        if line == "timeout" {
+            return None;
+        }
+        assert!(line.starts_with("acquired"), "{line}");
+        Some(line)
+    }
+
+    /// [`lock`](Self::lock) in a serving worker whose provider makes fencing tokens: the token.
+    ///
+    /// # Panics
+    ///
+    /// If the worker acquired but reported no token.
+    pub async fn lock_token(&mut self, timeout_ms: u64) -> Option<u64> {
+        let line = self.lock(timeout_ms).await?;
+        Some(field(&line, "token").unwrap_or_else(|| panic!("no fencing token: {line}")))
+    }
+
+    /// `release` in a serving worker: true if the lock was still held, false if it was lost.
+    pub async fn release(&mut self) -> bool {
+        self.tell("release").await;
+        let line = self.expect("released", PATIENCE).await;
+        line == "released"
+    }
+
     /// Tells a holding worker to release (a line on stdin).
     pub async fn tell_release(&mut self) {
         self.tell("release").await;
@@ -238,6 +276,53 @@ pub async fn busy_process_hands_over_to(
         "B waited {took:?} for a busy A ({stats}; bound {bound:?})"
     );
     took
+}
+
+/// `rounds` acquisitions alternating between a process on provider arguments `a` and one on
+/// `b` (two hosts, say), each releasing before the other takes the lock: every fencing token is
+/// larger than the one before.
+pub async fn tokens_increase_across_processes(bin: &Path, a: &[String], b: &[String], rounds: u32) {
+    let mut a = Worker::serve(bin, a, "mp:tokens").await;
+    let mut b = Worker::serve(bin, b, "mp:tokens").await;
+    let mut last = 0;
+    for i in 0..rounds {
+        let worker = if i % 2 == 0 { &mut a } else { &mut b };
+        let token = worker.lock_token(30_000).await.expect("acquired");
+        assert!(token > last, "acquisition {i}: token {token} after {last}");
+        last = token;
+        assert!(worker.release().await, "acquisition {i}: the lock was lost");
+    }
+    a.finish().await;
+    b.finish().await;
+}
+
+/// A holder process that got fencing token `t` is killed with SIGKILL while a second process
+/// waits; the waiter gets a token larger than `t`, and a third process, after the waiter
+/// released, a larger one still. Returns the three tokens.
+pub async fn tokens_increase_across_a_killed_holder(bin: &Path, provider: &[String]) -> [u64; 3] {
+    let mut holding = Worker::spawn(bin, provider, &strings(&["hold", "mp:kill-token", "30000"]));
+    holding.expect("waiting", PATIENCE).await;
+    let held = holding.expect("acquired", PATIENCE).await;
+    let first = field(&held, "token").unwrap_or_else(|| panic!("no fencing token: {held}"));
+    let mut waiting = Worker::spawn(bin, provider, &strings(&["hold", "mp:kill-token", "60000"]));
+    waiting.expect("waiting", PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holding.kill().await;
+    let took = waiting.expect("acquired", PATIENCE).await;
+    let second = field(&took, "token").unwrap_or_else(|| panic!("no fencing token: {took}"));
+    assert!(
+        second > first,
+        "the waiter's token {second} after the killed holder's {first}"
+    );
+    waiting.tell_release().await;
+    assert_eq!(waiting.expect("released", PATIENCE).await, "released");
+    waiting.finish().await;
+    let mut third = Worker::serve(bin, provider, "mp:kill-token").await;
+    let last = third.lock_token(30_000).await.expect("acquired");
+    assert!(last > second, "token {last} after {second}");
+    assert!(third.release().await);
+    third.finish().await;
+    [first, second, last]
 }
 
 /// The number after `key=` in a worker's line (`acquired 3 token=12` → `token` → 12).

@@ -2,7 +2,9 @@
 //! multi-process tests (see `tierlock_testkit::worker` for the modes).
 //!
 //! Providers: `file DIR` (mode chosen from the mount), `file-flock DIR`, `file-lease DIR TTL_MS`,
-//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`, `sqlite PATH TTL_MS`.
+//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`, `sqlite PATH TTL_MS`, and
+//! `postgres-fencing` / `mssql-fencing` with the same arguments as those providers, with fencing
+//! tokens on.
 
 #![forbid(unsafe_code)]
 
@@ -52,25 +54,31 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 3))
         }
-        Some("postgres") => {
+        Some(kind @ ("postgres" | "postgres-fencing")) => {
             let provider = tierlock_postgres::PostgresProvider::builder(arg(1, "URL")?)
                 .namespace(arg(2, "NAMESPACE")?)
+                .fencing(kind == "postgres-fencing")
                 .connect()
                 .await
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 3))
         }
-        Some("mssql") => {
+        Some(kind @ ("mssql" | "mssql-fencing")) => {
             let namespace = arg(2, "NAMESPACE")?;
             let provider = tierlock_mssql::MssqlProvider::builder(arg(1, "CONNECTION_STRING")?)
-                .and_then(|builder| builder.namespace(namespace).build())
+                .and_then(|builder| {
+                    builder
+                        .namespace(namespace)
+                        .fencing(kind == "mssql-fencing")
+                        .build()
+                })
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 3))
         }
         other => Err(format!(
             "unknown provider {other:?} (expected: file DIR | file-flock DIR | \
-             file-lease DIR TTL_MS | sqlite PATH TTL_MS | postgres URL NAMESPACE | \
-             mssql CONNECTION_STRING NAMESPACE)"
+             file-lease DIR TTL_MS | sqlite PATH TTL_MS | postgres[-fencing] URL NAMESPACE | \
+             mssql[-fencing] CONNECTION_STRING NAMESPACE)"
         )),
     }
 }

@@ -36,33 +36,6 @@ fn lease(dir: &Path, ttl_ms: u64) -> Vec<String> {
     args(&["file-lease", path(dir), &ttl_ms.to_string()])
 }
 
-/// A worker in `serve` mode, ready for commands.
-async fn serve(provider: &[String], name: &str) -> Worker {
-    let mut worker = Worker::spawn(worker(), provider, &args(&["serve", name]));
-    worker.expect("ready", PATIENCE).await;
-    worker
-}
-
-/// `lock MS` in a serving worker: the fencing token if it acquired, `None` on timeout.
-async fn lock(worker: &mut Worker, timeout_ms: u64) -> Option<u64> {
-    worker.tell(&format!("lock {timeout_ms}")).await;
-    let line = worker
-        .line(PATIENCE + Duration::from_millis(timeout_ms))
-        .await;
-    if line == "timeout" {
-        return None;
-    }
-    assert!(line.starts_with("acquired"), "{line}");
-    Some(field(&line, "token").expect("a fencing token"))
-}
-
-/// `release` in a serving worker: true if the lock was still held, false if it was lost.
-async fn release(worker: &mut Worker) -> bool {
-    worker.tell("release").await;
-    let line = worker.expect("released", PATIENCE).await;
-    line == "released"
-}
-
 #[tokio::test]
 async fn the_rig_is_what_it_claims() {
     let Some(rig) = Rig::get() else { return };
@@ -70,23 +43,23 @@ async fn the_rig_is_what_it_claims() {
     // the silent failure the lease mode exists for.
     let pair = rig.pair(Share::LocalOnlyLocks, "claims");
     let (mut a, mut b) = (
-        serve(&flock(&pair.a), "x").await,
-        serve(&flock(&pair.b), "x").await,
+        Worker::serve(worker(), &flock(&pair.a), "x").await,
+        Worker::serve(worker(), &flock(&pair.b), "x").await,
     );
-    assert!(lock(&mut a, 0).await.is_some());
+    assert!(a.lock_token(0).await.is_some());
     assert!(
-        lock(&mut b, 0).await.is_some(),
+        b.lock_token(0).await.is_some(),
         "hostA and hostB exclude each other with flock: the rig is not a local-only-locks share"
     );
     // Through fwdA/fwdB it excludes.
     let pair = rig.pair(Share::ForwardsLocks, "claims");
     let (mut c, mut d) = (
-        serve(&flock(&pair.a), "x").await,
-        serve(&flock(&pair.b), "x").await,
+        Worker::serve(worker(), &flock(&pair.a), "x").await,
+        Worker::serve(worker(), &flock(&pair.b), "x").await,
     );
-    assert!(lock(&mut c, 0).await.is_some());
+    assert!(c.lock_token(0).await.is_some());
     assert_eq!(
-        lock(&mut d, 0).await,
+        d.lock_token(0).await,
         None,
         "fwdA/fwdB do not forward locks"
     );
@@ -201,10 +174,10 @@ async fn two_breakers_racing_on_one_stale_lease_one_wins_200_rounds() {
     let Some(rig) = Rig::get() else { return };
     let pair = rig.pair(Share::LocalOnlyLocks, "race");
     let ttl = 50;
-    let mut a = serve(&lease(&pair.a, ttl), "race").await;
-    let mut b = serve(&lease(&pair.b, ttl), "race").await;
-    let mut token = lock(&mut a, 1000).await.unwrap();
-    assert!(release(&mut a).await);
+    let mut a = Worker::serve(worker(), &lease(&pair.a, ttl), "race").await;
+    let mut b = Worker::serve(worker(), &lease(&pair.b, ttl), "race").await;
+    let mut token = a.lock_token(1000).await.unwrap();
+    assert!(a.release().await);
     let lease_dir = std::fs::read_dir(&pair.backing)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -238,7 +211,7 @@ async fn two_breakers_racing_on_one_stale_lease_one_wins_200_rounds() {
         wins_a += usize::from(results[0] == Some(next));
         for (worker, result) in [(&mut a, results[0]), (&mut b, results[1])] {
             if result.is_some() {
-                release(worker).await;
+                worker.release().await;
             }
         }
         token = results.iter().flatten().copied().max().unwrap();
@@ -253,18 +226,13 @@ async fn two_breakers_racing_on_one_stale_lease_one_wins_200_rounds() {
 
 /// 1,000 acquisitions alternating between the two hosts: every token is larger than the last.
 async fn tokens_alternate(pair: &Pair, provider: fn(&Path) -> Vec<String>) {
-    let mut a = serve(&provider(&pair.a), "tokens").await;
-    let mut b = serve(&provider(&pair.b), "tokens").await;
-    let mut last = 0;
-    for i in 0..1000 {
-        let worker = if i % 2 == 0 { &mut a } else { &mut b };
-        let token = lock(worker, 30_000).await.expect("acquired");
-        assert!(token > last, "acquisition {i}: token {token} after {last}");
-        last = token;
-        assert!(release(worker).await);
-    }
-    a.finish().await;
-    b.finish().await;
+    multiprocess::tokens_increase_across_processes(
+        worker(),
+        &provider(&pair.a),
+        &provider(&pair.b),
+        1000,
+    )
+    .await;
 }
 
 #[tokio::test]

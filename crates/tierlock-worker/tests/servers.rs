@@ -1,6 +1,7 @@
 //! Real multi-process tests of the server providers: separate OS processes on one PostgreSQL
 //! (`TIERLOCK_PG_URL`) or SQL Server (`TIERLOCK_MSSQL_URL`); each test prints that it was skipped
-//! when its server is not configured.
+//! when its server is not configured. The `*_fencing` modules run the fencing-token scenarios
+//! with the providers' `.fencing(true)` (worker kinds `postgres-fencing`, `mssql-fencing`).
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,5 +57,43 @@ macro_rules! scenarios {
     };
 }
 
+macro_rules! fencing_scenarios {
+    ($module:ident, $kind:literal, $var:literal) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn tokens_strictly_increase_across_processes() {
+                let Some(provider) = provider($kind, $var, "tokens") else {
+                    return;
+                };
+                multiprocess::tokens_increase_across_processes(worker(), &provider, &provider, 200)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn tokens_strictly_increase_across_a_killed_holder() {
+                let Some(provider) = provider($kind, $var, "kill-token") else {
+                    return;
+                };
+                let tokens =
+                    multiprocess::tokens_increase_across_a_killed_holder(worker(), &provider).await;
+                eprintln!("tokens before and after the kill: {tokens:?}");
+            }
+
+            #[tokio::test]
+            async fn four_processes_count_to_8000() {
+                let Some(provider) = provider($kind, $var, "count-fencing") else {
+                    return;
+                };
+                let scratch = tempfile::tempdir().unwrap();
+                multiprocess::mutual_exclusion(worker(), &provider, scratch.path()).await;
+            }
+        }
+    };
+}
+
 scenarios!(postgres, "postgres", "TIERLOCK_PG_URL");
 scenarios!(mssql, "mssql", "TIERLOCK_MSSQL_URL");
+fencing_scenarios!(postgres_fencing, "postgres-fencing", "TIERLOCK_PG_URL");
+fencing_scenarios!(mssql_fencing, "mssql-fencing", "TIERLOCK_MSSQL_URL");

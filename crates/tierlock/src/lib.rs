@@ -19,6 +19,17 @@
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //! | `sqlite` | `SqliteProvider`: leases with expiry and fencing tokens in an SQLite file, one host | `tierlock-sqlite` |
 //!
+//! Every provider is made the same way: `XxxProvider::builder(..)` returns an
+//! `XxxProviderBuilder` (`FileProviderBuilder`, `PostgresProviderBuilder`,
+//! `MssqlProviderBuilder`) whose options share one vocabulary (`namespace`,
+//! `max_idle_connections`, `request_poll_interval`, `fencing`, …; `None` switches an interval
+//! off, a zero duration is an error).
+//!
+//! Fencing tokens (`guard.fencing_token()`) come from the file provider always and from
+//! PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` and the `fencing`
+//! example (feature `postgres`) for a resource that rejects writes from a holder that lost its
+//! lock.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tierlock::{LockManager, MemoryProvider};
@@ -40,7 +51,7 @@
 #![forbid(unsafe_code)]
 
 pub use tierlock_core::{
-    BoxError, ExternalLock, InvalidNameReason, LockError, LockGuard, LockManager, LockName,
+    BoxError, ExternalLock, InvalidNameReason, Latch, LockError, LockGuard, LockManager, LockName,
     LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats, WaitStrategy,
     provider, scope,
 };
@@ -53,11 +64,11 @@ pub use tierlock_file::{
 
 #[cfg(feature = "postgres")]
 pub use tierlock_postgres::{
-    Builder as PostgresBuilder, PostgresError, PostgresProvider, lock_key as postgres_lock_key,
+    PostgresError, PostgresProvider, PostgresProviderBuilder, lock_key as postgres_lock_key,
 };
 
 #[cfg(feature = "mssql")]
-pub use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlProvider};
+pub use tierlock_mssql::{MssqlError, MssqlProvider, MssqlProviderBuilder};
 
 #[cfg(all(feature = "sqlite", not(feature = "file")))]
 pub use tierlock_sqlite::{Mount, MountClass};

@@ -1,8 +1,12 @@
 //! A tiny fake SQL Server for tests: speaks just enough TDS (pre-login without TLS, login, RPC
-//! `sp_executesql` requests, one-row integer results) for the provider's statements, and keeps
-//! session applocks in memory the way the documentation describes them: locks belong to a
-//! session and vanish with it, `Exclusive` conflicts with everything held by other sessions,
-//! `Shared` only with `Exclusive`, waits end with `1` (granted after waiting) or `-1`.
+//! `sp_executesql` requests, one-row `int`/`bigint` results, server errors) for the provider's
+//! statements, and keeps session applocks in memory the way the documentation describes them:
+//! locks belong to a session and vanish with it, `Exclusive` conflicts with everything held by
+//! other sessions, `Shared` only with `Exclusive`, waits end with `1` (granted after waiting) or
+//! `-1`. The fencing counter table lives in memory too: it starts missing (the `MERGE` fails
+//! with error 208 "Invalid object name" until the `CREATE TABLE` ran), its rows survive sessions,
+//! and a `MERGE` from a session that does not hold the resource's exclusive applock is refused
+//! (error 50000), so a provider that advanced the counter outside the lock would fail the tests.
 //!
 //! It does not stand in for a real server's behaviour in general; it lets the provider's own
 //! code (pool, statement bounds, cancellation, monitor, request marks) run over a real driver.
@@ -46,6 +50,15 @@ pub enum Value {
 #[derive(Default)]
 struct Inner {
     locks: Mutex<Vec<Held>>,
+    /// The fencing counter table: `None` until created.
+    fences: Mutex<Option<HashMap<String, i64>>>,
+    /// The next fencing statement fails with this server error `(number, message)`.
+    fence_error: Mutex<Option<(u32, String)>>,
+    /// `CREATE TABLE` is refused (error 262, permission denied).
+    deny_create: AtomicBool,
+    /// `CREATE TABLE` finds that another session created the table a moment before (it then
+    /// exists, and the statement fails with error 2714).
+    create_races: AtomicBool,
     changed: Notify,
     sessions: Mutex<HashMap<i32, Arc<Notify>>>,
     log: Mutex<Vec<Statement>>,
@@ -124,6 +137,56 @@ impl FakeServer {
     pub fn force_next_code(&self, code: i32) {
         *self.inner.forced_code.lock() = Some(code);
     }
+
+    /// The fencing counters, once the table exists: resource → last token.
+    pub fn fences(&self) -> Option<HashMap<String, i64>> {
+        self.inner.fences.lock().clone()
+    }
+
+    /// Sets one fencing counter (creating the table), as a DBA editing it by hand would.
+    pub fn set_fence(&self, resource: &str, token: i64) {
+        let mut fences = self.inner.fences.lock();
+        fences
+            .get_or_insert_with(HashMap::new)
+            .insert(resource.to_owned(), token);
+    }
+
+    /// The next fencing statement (`MERGE` or `CREATE TABLE`) fails with server error `number`.
+    pub fn fail_next_fence(&self, number: u32, message: &str) {
+        *self.inner.fence_error.lock() = Some((number, message.to_owned()));
+    }
+
+    /// While set, `CREATE TABLE` fails as for a login without the permission (error 262).
+    pub fn deny_create(&self, deny: bool) {
+        self.inner.deny_create.store(deny, Ordering::SeqCst);
+    }
+
+    /// While set, `CREATE TABLE` loses a race with another session: the table exists
+    /// afterwards, and the statement fails with error 2714.
+    pub fn create_races(&self, on: bool) {
+        self.inner.create_races.store(on, Ordering::SeqCst);
+    }
+}
+
+/// A result column value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Val {
+    Int(i32),
+    BigInt(i64),
+}
+
+/// What a statement answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
+    Row(Vec<Val>),
+    /// No result set (DDL).
+    Done,
+    /// A server error: number, class (severity), message.
+    Error(u32, u8, String),
+}
+
+fn ints(values: &[i32]) -> Reply {
+    Reply::Row(values.iter().map(|v| Val::Int(*v)).collect())
 }
 
 async fn session(stream: TcpStream, spid: i32, inner: Arc<Inner>) {
@@ -163,11 +226,11 @@ async fn serve(
         if inner.stall.load(Ordering::SeqCst) {
             return hang_up_when_gone(rd, kill).await;
         }
-        let row = tokio::select! {
-            row = execute(inner, spid, &sql, &params) => row,
+        let reply = tokio::select! {
+            reply = execute(inner, spid, &sql, &params) => reply,
             _ = hang_up_when_gone(rd, kill) => return Ok(()),
         };
-        write_message(wr, &result(&row)).await?;
+        write_message(wr, &encode(&reply)).await?;
     }
 }
 
@@ -180,7 +243,7 @@ async fn hang_up_when_gone(rd: &mut OwnedReadHalf, kill: &Notify) -> std::io::Re
     }
 }
 
-async fn execute(inner: &Inner, spid: i32, sql: &str, params: &[Value]) -> Vec<i32> {
+async fn execute(inner: &Inner, spid: i32, sql: &str, params: &[Value]) -> Reply {
     let text = |i: usize| match params.get(i) {
         Some(Value::Str(s)) => s.clone(),
         other => panic!("parameter {i} of {sql:?} is not a string: {other:?}"),
@@ -199,10 +262,52 @@ async fn execute(inner: &Inner, spid: i32, sql: &str, params: &[Value]) -> Vec<i
             }
         };
         if sql.contains("@@SPID") {
-            vec![code, spid]
+            ints(&[code, spid])
         } else {
-            vec![code]
+            ints(&[code])
         }
+    } else if sql.starts_with("MERGE") {
+        assert!(sql.contains("WITH (HOLDLOCK)"), "{sql}");
+        assert!(
+            sql.contains("OUTPUT CAST(inserted.token AS bigint)"),
+            "{sql}"
+        );
+        let resource = text(0);
+        if let Some((number, message)) = inner.fence_error.lock().take() {
+            return Reply::Error(number, 16, message);
+        }
+        let holds = inner
+            .locks
+            .lock()
+            .iter()
+            .any(|h| h.spid == spid && h.resource == resource && h.exclusive);
+        if !holds {
+            return Reply::Error(50000, 16, format!("{resource} advanced without its lock"));
+        }
+        let mut fences = inner.fences.lock();
+        let Some(table) = fences.as_mut() else {
+            return Reply::Error(208, 16, "Invalid object name 'dbo.tierlock_fence'.".into());
+        };
+        let token = table.entry(resource).or_insert(0);
+        *token += 1;
+        Reply::Row(vec![Val::BigInt(*token)])
+    } else if sql.contains("CREATE TABLE") {
+        assert!(sql.starts_with("IF OBJECT_ID(N'"), "{sql}");
+        if let Some((number, message)) = inner.fence_error.lock().take() {
+            return Reply::Error(number, 16, message);
+        }
+        if inner.deny_create.load(Ordering::SeqCst) {
+            return Reply::Error(262, 14, "CREATE TABLE permission denied".into());
+        }
+        inner.fences.lock().get_or_insert_with(HashMap::new);
+        if inner.create_races.load(Ordering::SeqCst) {
+            return Reply::Error(
+                2714,
+                16,
+                "There is already an object named 'tierlock_fence'.".into(),
+            );
+        }
+        Reply::Done
     } else if sql.contains("sp_releaseapplock") {
         let resource = text(0);
         let mut locks = inner.locks.lock();
@@ -218,12 +323,12 @@ async fn execute(inner: &Inner, spid: i32, sql: &str, params: &[Value]) -> Vec<i
         };
         drop(locks);
         inner.changed.notify_waiters();
-        vec![code]
+        ints(&[code])
     } else if sql.contains("APPLOCK_TEST") {
         assert!(sql.contains("'Exclusive', 'Session'"), "{sql}");
-        vec![i32::from(grantable(inner, spid, &text(0), true))]
+        ints(&[i32::from(grantable(inner, spid, &text(0), true))])
     } else if sql.trim() == "SELECT 1;" {
-        vec![1]
+        ints(&[1])
     } else {
         panic!("the fake server does not know {sql:?}")
     }
@@ -308,29 +413,75 @@ fn prelogin_response() -> Vec<u8> {
 }
 
 fn done(rows: u64) -> Vec<u8> {
+    done_with(if rows > 0 { 0x10 } else { 0 }, rows)
+}
+
+/// DONE with `status` (0x10: count valid, 0x02: error).
+fn done_with(status: u16, rows: u64) -> Vec<u8> {
     let mut out = vec![0xFD];
-    let status: u16 = if rows > 0 { 0x10 } else { 0 };
     out.extend_from_slice(&status.to_le_bytes());
     out.extend_from_slice(&0xC1u16.to_le_bytes());
     out.extend_from_slice(&rows.to_le_bytes());
     out
 }
 
-/// COLMETADATA for `row.len()` unnamed `int` columns, one ROW, DONE.
-fn result(row: &[i32]) -> Vec<u8> {
+fn encode(reply: &Reply) -> Vec<u8> {
+    match reply {
+        Reply::Row(row) => result(row),
+        Reply::Done => done(0),
+        Reply::Error(number, class, message) => {
+            let mut out = error_token(*number, *class, message);
+            out.extend_from_slice(&done_with(0x02, 0));
+            out
+        }
+    }
+}
+
+/// COLMETADATA for `row.len()` unnamed `int` (INT4) or `bigint` (INT8) columns, one ROW, DONE.
+fn result(row: &[Val]) -> Vec<u8> {
     let mut out = vec![0x81];
     out.extend_from_slice(&u16::try_from(row.len()).expect("few columns").to_le_bytes());
-    for _ in row {
+    for value in row {
         out.extend_from_slice(&0u32.to_le_bytes()); // user type
         out.extend_from_slice(&0u16.to_le_bytes()); // flags
-        out.push(0x38); // INT4
+        out.push(match value {
+            Val::Int(_) => 0x38,    // INT4
+            Val::BigInt(_) => 0x7F, // INT8
+        });
         out.push(0); // empty column name
     }
     out.push(0xD1);
     for value in row {
-        out.extend_from_slice(&value.to_le_bytes());
+        match value {
+            Val::Int(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Val::BigInt(v) => out.extend_from_slice(&v.to_le_bytes()),
+        }
     }
     out.extend_from_slice(&done(1));
+    out
+}
+
+/// An ERROR token (TDS 7.2+): number, state, class, message, server, procedure, line.
+fn error_token(number: u32, class: u8, message: &str) -> Vec<u8> {
+    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let mut body = Vec::new();
+    body.extend_from_slice(&number.to_le_bytes());
+    body.push(1); // state
+    body.push(class);
+    let units = u16::try_from(message.encode_utf16().count()).expect("a short message");
+    body.extend_from_slice(&units.to_le_bytes());
+    body.extend_from_slice(&utf16(message));
+    body.push(4);
+    body.extend_from_slice(&utf16("fake"));
+    body.push(0); // no procedure
+    body.extend_from_slice(&1u32.to_le_bytes()); // line
+    let mut out = vec![0xAA];
+    out.extend_from_slice(
+        &u16::try_from(body.len())
+            .expect("a short token")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&body);
     out
 }
 
