@@ -32,3 +32,23 @@ async fn a_busy_process_hands_the_lock_over() {
     let took = multiprocess::busy_process_hands_over(worker(), &provider(dir.path())).await;
     eprintln!("the asking process waited {took:?}");
 }
+
+#[tokio::test]
+async fn fencing_tokens_increase_across_a_killed_holder_in_flock_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens =
+        multiprocess::tokens_increase_across_a_killed_holder(worker(), &provider(dir.path())).await;
+    eprintln!("tokens {tokens:?}");
+}
+
+#[tokio::test]
+async fn fencing_tokens_increase_across_a_killed_holder_in_lease_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = vec![
+        "file-lease".to_owned(),
+        dir.path().to_string_lossy().into_owned(),
+        "500".to_owned(),
+    ];
+    let tokens = multiprocess::tokens_increase_across_a_killed_holder(worker(), &lease).await;
+    eprintln!("tokens {tokens:?}");
+}
