@@ -12,7 +12,7 @@ use tierlock_core::{BoxError, LockName};
 use tokio::sync::Notify;
 
 use crate::builder::{RedisProviderBuilder, Settings};
-use crate::conn::{Conn, Connector, is_transient};
+use crate::conn::{Conn, Connector, is_connection_error, is_transient};
 use crate::error::RedisError;
 use crate::held::RedisLock;
 use crate::keys::{KeyNames, key_names};
@@ -220,11 +220,13 @@ impl RedisProvider {
         }
     }
 
-    /// One run of the acquire script, bounded by `bound` (`at_deadline`: the bound is the
+    /// One attempt: the acquire script, bounded by `bound` (`at_deadline`: the bound is the
     /// caller's deadline, not the command timeout, so running into it says nothing about the
-    /// connection). If the future is dropped, or fails, after the command may have reached the
-    /// server, a compare-and-delete on the same connection follows it, so a key set at the last
-    /// moment does not stay behind for its `ttl`.
+    /// connection). If the connection turns out broken (killed by the server, an idle timeout),
+    /// the script runs once more on a new one with the same token, which it recognises if the
+    /// first run did set the key. If the future is dropped, or fails, after the script may have
+    /// reached the server, a compare-and-delete on the same connection follows it, so a key set
+    /// at the last moment does not stay behind for its `ttl`.
     async fn attempt(
         &self,
         name: &LockName,
@@ -234,52 +236,37 @@ impl RedisProvider {
         at_deadline: bool,
     ) -> Result<Attempt, RedisError> {
         let shared = &self.shared;
-        let timeout = || RedisError::CommandTimeout {
-            name: name.to_string(),
-            operation: "acquire",
-            after: shared.settings.command_timeout,
-        };
-        let command = |source| RedisError::Command {
-            name: name.to_string(),
-            operation: "acquire",
-            source,
-        };
-        let conn = match tokio::time::timeout_at(bound.into(), shared.connector.get()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(source)) => return Err(command(source)),
-            Err(_) => return Err(timeout()),
-        };
         let owner = format!("{:016x}{:016x}", random_u64(), random_u64());
         let mut pending = PendingAcquire {
             shared,
             name,
             keys,
             owner: &owner,
-            conn: Some(conn.clone()),
+            conn: None,
         };
-        let mut connection = conn.conn.clone();
         let started = Instant::now();
-        let mut invocation = scripts::ACQUIRE.key(&keys.lock);
-        invocation
-            .key(&keys.fence)
-            .key(&keys.waiters)
-            .arg(&owner)
-            .arg(&shared.ttl_ms)
-            .arg(if yield_to_waiters { "1" } else { "0" })
-            .arg(&shared.mark_prefix)
-            .arg(FENCE_IDLE_MS);
-        let reply = invocation.invoke_async::<(i64, i64)>(&mut connection);
-        let (acquired, value) = match tokio::time::timeout_at(bound.into(), reply).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(source)) => {
-                shared.connector.failed(&conn, &source);
-                return Err(command(source));
-            }
-            Err(_) => {
-                if !at_deadline {
-                    shared.connector.broken(&conn);
+        let mut retried = false;
+        let (acquired, value) = loop {
+            let ran = self
+                .run_acquire(&mut pending, yield_to_waiters, bound, at_deadline)
+                .await;
+            match ran {
+                Ok(reply) => break reply,
+                Err(Some(source)) if !retried && is_connection_error(&source) => retried = true,
+                Err(Some(source)) => {
+                    return Err(RedisError::Command {
+                        name: name.to_string(),
+                        operation: "acquire",
+                        source,
+                    });
                 }
-                return Err(timeout());
+                Err(None) => {
+                    return Err(RedisError::CommandTimeout {
+                        name: name.to_string(),
+                        operation: "acquire",
+                        after: shared.settings.command_timeout,
+                    });
+                }
             }
         };
         pending.conn = None;
@@ -297,6 +284,49 @@ impl RedisProvider {
             fence,
             started,
         )))
+    }
+
+    /// Runs the acquire script once for `pending` (arming it with the connection used);
+    /// `Err(None)` when `bound` passed.
+    async fn run_acquire(
+        &self,
+        pending: &mut PendingAcquire<'_>,
+        yield_to_waiters: bool,
+        bound: Instant,
+        at_deadline: bool,
+    ) -> Result<(i64, i64), Option<redis::RedisError>> {
+        let shared = &self.shared;
+        let keys = pending.keys;
+        let conn = match tokio::time::timeout_at(bound.into(), shared.connector.get()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(source)) => return Err(Some(source)),
+            Err(_) => return Err(None),
+        };
+        pending.conn = Some(conn.clone());
+        let mut connection = conn.conn.clone();
+        let mut invocation = scripts::ACQUIRE.key(&keys.lock);
+        invocation
+            .key(&keys.fence)
+            .key(&keys.waiters)
+            .arg(pending.owner)
+            .arg(&shared.ttl_ms)
+            .arg(if yield_to_waiters { "1" } else { "0" })
+            .arg(&shared.mark_prefix)
+            .arg(FENCE_IDLE_MS);
+        let reply = invocation.invoke_async::<(i64, i64)>(&mut connection);
+        match tokio::time::timeout_at(bound.into(), reply).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(source)) => {
+                shared.connector.failed(&conn, &source);
+                Err(Some(source))
+            }
+            Err(_) => {
+                if !at_deadline {
+                    shared.connector.broken(&conn);
+                }
+                Err(None)
+            }
+        }
     }
 }
 
@@ -335,12 +365,16 @@ impl Shared {
 
     /// The compare-and-delete of `owner`'s key, on `conn` if given (to follow a command sent on
     /// it), else on the current connection. `Ok(false)` if the key did not hold `owner`.
+    ///
+    /// If the connection turns out broken, the script runs once more on a new one; a key that
+    /// is gone by then counts as released (the first run may have deleted it before the
+    /// connection broke; had it expired instead, the watchdog would normally have said so).
     pub(crate) async fn release(
         &self,
         name: &LockName,
         keys: &KeyNames,
         owner: &str,
-        conn: Option<Conn>,
+        mut conn: Option<Conn>,
     ) -> Result<bool, RedisError> {
         let timeout = self.settings.command_timeout;
         let command = |source| RedisError::Command {
@@ -349,22 +383,30 @@ impl Shared {
             source,
         };
         let run = async {
-            let conn = match conn {
-                Some(conn) => conn,
-                None => self.connector.get().await.map_err(command)?,
-            };
-            let mut connection = conn.conn.clone();
-            let released = scripts::RELEASE
-                .key(&keys.lock)
-                .arg(owner)
-                .arg(&keys.channel)
-                .invoke_async::<i64>(&mut connection)
-                .await;
-            match released {
-                Ok(n) => Ok(n == 1),
-                Err(source) => {
-                    self.connector.failed(&conn, &source);
-                    Err(command(source))
+            let mut retried = false;
+            loop {
+                let conn = match conn.take() {
+                    Some(conn) => conn,
+                    None => self.connector.get().await.map_err(command)?,
+                };
+                let mut connection = conn.conn.clone();
+                let released = scripts::RELEASE
+                    .key(&keys.lock)
+                    .arg(owner)
+                    .arg(&keys.channel)
+                    .invoke_async::<i64>(&mut connection)
+                    .await;
+                match released {
+                    Ok(1) => return Ok(true),
+                    Ok(0) if retried => return Ok(true),
+                    Ok(_) => return Ok(false),
+                    Err(source) => {
+                        self.connector.failed(&conn, &source);
+                        if retried || !is_connection_error(&source) {
+                            return Err(command(source));
+                        }
+                        retried = true;
+                    }
                 }
             }
         };

@@ -32,22 +32,29 @@ end
 /// yield to other providers' live waiters (a one-shot attempt), own mark prefix, fence idle
 /// expiry ms.
 ///
-/// Returns `{1, fence}` when acquired; `{0, pttl}` when held (`pttl` of the holder's key, `-1`
-/// if it has no expiry); `{0, -3}` when free but yielded to waiters.
+/// Returns `{1, fence}` when acquired — also when the key already holds this very token: a retry
+/// of an attempt whose reply was lost with its connection (nobody else can have taken a token
+/// since, so the counter still holds ours); `{0, pttl}` when held (`pttl` of the holder's key,
+/// `-1` if it has no expiry); `{0, -3}` when free but yielded to waiters.
 ///
 /// The fencing token is `max(INCR fence, now in µs)`: strictly increasing while the counter
 /// lives, and still larger than every earlier token if the counter is lost (expired after
 /// a day idle, a restart without persistence, eviction), since no earlier token ran ahead of
-/// the server's clock by more than the few acquisitions one µs can hold.
+/// the server's clock by more than the few acquisitions one µs can hold. It is computed before
+/// the `SET`, so a failing `INCR` (a counter that is not a number) leaves nothing behind.
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{HELPERS}{}",
         r"
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
+end
 local t = redis.call('TIME')
 if ARGV[3] == '1' and others(KEYS[3], ARGV[4], now_ms(t)) > 0 then
   return {0, -3}
 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if current then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -57,6 +64,7 @@ if fence < floor then
   fence = floor
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 return {1, fence}
 "
     ))
@@ -64,16 +72,19 @@ return {1, fence}
 
 /// Release (compare-and-delete). KEYS: lock. ARGV: owner token, channel.
 ///
-/// Returns 1 if the key held the token (deleted, and the release published on the channel),
-/// 0 otherwise (expired or taken over: nothing touched).
+/// Returns 1 if the key held the token (deleted, and the release published on the channel);
+/// 0 if there is no key (expired, or deleted by an earlier run of this very release); -1 if
+/// another token holds it (taken over). Only 1 touches anything.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], 'free')
   return 1
 end
+if current then return -1 end
 return 0
 ",
     )

@@ -37,9 +37,11 @@ pub fn provider(url: &str, prefix: &str) -> RedisProvider {
 
 /// A plain connection for looking at (and meddling with) the server.
 pub async fn admin(url: &str) -> MultiplexedConnection {
+    // No response timeout: `DEBUG SLEEP` answers late on purpose.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     redis::Client::open(url)
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }

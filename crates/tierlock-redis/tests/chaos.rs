@@ -1,0 +1,272 @@
+//! The provider when its server misbehaves: restarted while waiters wait, frozen longer than
+//! the `ttl` (`DEBUG SLEEP`), its connections killed (`CLIENT KILL`), paused while an
+//! acquisition is in flight (`CLIENT PAUSE`). Each test runs a private `redis-server` of its own
+//! (see `tierlock_testkit::redis_server`), so the tests sharing `TIERLOCK_REDIS_URL` are not
+//! disturbed; like them, they run only when `TIERLOCK_REDIS_URL` is set (`scripts/test` sets it
+//! and installs `redis-server`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{admin, builder, eventually, fresh_prefix, query, url};
+use tierlock_core::{LockError, LockManager, LockName, Provider};
+use tierlock_redis::{RedisError, RedisProvider};
+use tierlock_testkit::redis_server::RedisServer;
+
+/// A private server, if the run has Redis at all.
+fn server() -> Option<RedisServer> {
+    url()?;
+    Some(RedisServer::start())
+}
+
+fn manager(url: &str, prefix: &str, ttl_ms: u64) -> LockManager {
+    LockManager::new(
+        builder(url, prefix)
+            .ttl(Duration::from_millis(ttl_ms))
+            .command_timeout(Duration::from_millis(500))
+            .poll(Duration::from_millis(20), Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn is_redis_error(err: &LockError) -> bool {
+    matches!(err, LockError::Provider { source, .. } if source.downcast_ref::<RedisError>().is_some())
+}
+
+#[tokio::test]
+async fn a_server_restart_while_waiters_wait_is_recovered_or_a_typed_error_in_time() {
+    let Some(mut server) = server() else { return };
+    let url = server.url();
+    let prefix = fresh_prefix("restart");
+    let holder = manager(&url, &prefix, 1000);
+    let guard = holder.lock("x", Duration::ZERO).await.unwrap();
+    let old = guard.fencing_token().unwrap();
+
+    // A patient waiter (recovers after the restart) and an impatient one (its budget ends
+    // while the server is down).
+    let patient = {
+        let locks = manager(&url, &prefix, 1000);
+        tokio::spawn(async move {
+            let guard = locks.lock("x", Duration::from_secs(30)).await;
+            guard.map(|g| g.fencing_token())
+        })
+    };
+    let impatient_budget = Duration::from_millis(1500);
+    let impatient = {
+        let locks = manager(&url, &prefix, 1000);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = locks.lock("x", impatient_budget).await.map(drop);
+            (result, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop();
+    let down = Instant::now();
+    // A waiter that starts while the server is down fails at once with a typed error.
+    let late = manager(&url, &prefix, 1000);
+    let start = Instant::now();
+    let err = late.lock("x", Duration::from_secs(1)).await.unwrap_err();
+    assert!(is_redis_error(&err), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("the holder did not notice it lost the lock");
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(down.elapsed())).await;
+    server.restart();
+
+    let (result, took) = impatient.await.unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        is_redis_error(&err) || matches!(err, LockError::Timeout { .. }),
+        "{err:?}"
+    );
+    // Its budget, plus one command timeout for the attempt in flight, plus slack.
+    assert!(took < impatient_budget + Duration::from_secs(2), "{took:?}");
+
+    let token = patient
+        .await
+        .unwrap()
+        .expect("the patient waiter did not recover")
+        .unwrap();
+    // The restarted server lost the counter: the token is still larger.
+    assert!(token > old, "{token} after {old}");
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+}
+
+#[tokio::test]
+async fn a_server_frozen_longer_than_the_ttl_loses_the_lock_to_a_waiter() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let prefix = fresh_prefix("debug-sleep");
+    let holder = manager(&url, &prefix, 1000);
+    let guard = holder.lock("x", Duration::ZERO).await.unwrap();
+    let old = guard.fencing_token().unwrap();
+    let waiter = {
+        let locks = manager(&url, &prefix, 1000);
+        tokio::spawn(async move {
+            let guard = locks.lock("x", Duration::from_secs(30)).await.unwrap();
+            let token = guard.fencing_token().unwrap();
+            guard.release().await.unwrap();
+            token
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut admin = admin(&url).await;
+    let frozen = Instant::now();
+    let sleep = tokio::spawn(async move {
+        let _: () = query(&mut admin, &["DEBUG", "SLEEP", "2.5"]).await;
+    });
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("no lost signal");
+    // Raised while the server was still frozen: before the key could expire and be taken.
+    assert!(
+        frozen.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        frozen.elapsed()
+    );
+    let token = waiter.await.unwrap();
+    assert!(token > old, "{token} after {old}");
+    sleep.await.unwrap();
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+    drop(server);
+}
+
+#[tokio::test]
+async fn killed_connections_alone_do_not_lose_the_lock() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let prefix = fresh_prefix("client-kill");
+    let holder = manager(&url, &prefix, 900);
+    let other = manager(&url, &prefix, 900);
+    let guard = holder.lock("x", Duration::ZERO).await.unwrap();
+    let mut admin = admin(&url).await;
+    let kill = |admin: &mut redis::aio::MultiplexedConnection| {
+        let mut admin = admin.clone();
+        async move {
+            query::<i64>(
+                &mut admin,
+                &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+            )
+            .await
+        }
+    };
+    let start = Instant::now();
+    let mut killed = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        killed += kill(&mut admin).await;
+        assert!(other.try_lock("x").await.ok().flatten().is_none());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(killed >= 6, "only {killed} connections killed");
+    assert!(!guard.is_lost(), "a reconnecting holder lost its lock");
+    // One-shot attempts and releases on a connection that was killed while idle are retried
+    // on a new one, not reported as errors.
+    assert!(kill(&mut admin).await >= 1);
+    let y = holder.try_lock("y").await.unwrap().expect("y is free");
+    assert!(kill(&mut admin).await >= 1);
+    y.release().await.unwrap();
+    assert!(kill(&mut admin).await >= 1);
+    guard.release().await.unwrap();
+    drop(server);
+}
+
+#[tokio::test]
+async fn killed_connections_that_cannot_come_back_lose_the_lock_to_a_higher_token() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let mut admin = admin(&url).await;
+    let _: () = query(
+        &mut admin,
+        &["ACL", "SETUSER", "holder", "on", ">pw", "~*", "&*", "+@all"],
+    )
+    .await;
+    let holder_url = format!("redis://holder:pw@127.0.0.1:{}/0", server.port());
+    let prefix = fresh_prefix("acl");
+    let holder = manager(&holder_url, &prefix, 1000);
+    let guard = holder.lock("x", Duration::ZERO).await.unwrap();
+    let old = guard.fencing_token().unwrap();
+    let waiter = {
+        let locks = manager(&url, &prefix, 1000);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let guard = locks.lock("x", Duration::from_secs(30)).await.unwrap();
+            (guard.fencing_token().unwrap(), start.elapsed(), guard)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: () = query(&mut admin, &["ACL", "SETUSER", "holder", "off"]).await;
+    let _: i64 = query(&mut admin, &["CLIENT", "KILL", "USER", "holder"]).await;
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("no lost signal");
+    let (token, took, taken) = waiter.await.unwrap();
+    assert!(token > old, "{token} after {old}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The holder comes back: its release finds the key taken.
+    let _: () = query(&mut admin, &["ACL", "SETUSER", "holder", "on"]).await;
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+    assert!(!taken.is_lost());
+    taken.release().await.unwrap();
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_cancelled_acquisition_that_reached_the_server_leaves_no_key() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let prefix = fresh_prefix("cancel");
+    let p: RedisProvider = builder(&url, &prefix)
+        .ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let keys = p.key_names("x");
+    let name = LockName::new("x").unwrap();
+    let mut admin = admin(&url).await;
+    // Connect first, so the attempt below is only the script.
+    let warm = p
+        .acquire(&name, Some(Instant::now()))
+        .await
+        .unwrap()
+        .unwrap();
+    warm.release().await.unwrap();
+    for round in 0..5 {
+        let fence_before: u64 = query(&mut admin, &["GET", &keys.fence]).await;
+        // Write commands (and scripts) are held back for 300 ms: the attempt is sent, and
+        // dropped before the server runs it.
+        let _: () = query(&mut admin, &["CLIENT", "PAUSE", "300", "WRITE"]).await;
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(100),
+            p.acquire(&name, Some(Instant::now())),
+        )
+        .await;
+        assert!(
+            attempt.is_err(),
+            "round {round}: the pause did not hold the script back"
+        );
+        // After the pause the script runs (and takes a fencing token) and sets the key...
+        eventually(Duration::from_secs(5), "the script runs", || {
+            let mut admin = admin.clone();
+            let key = keys.fence.clone();
+            async move { query::<u64>(&mut admin, &["GET", &key]).await > fence_before }
+        })
+        .await;
+        // ...and the compare-and-delete that followed it on the same connection removes it
+        // again, long before its 60 s ttl.
+        eventually(Duration::from_secs(5), "the key is removed", || {
+            let mut admin = admin.clone();
+            let key = keys.lock.clone();
+            async move { query::<i64>(&mut admin, &["EXISTS", &key]).await == 0 }
+        })
+        .await;
+    }
+    drop(server);
+}
