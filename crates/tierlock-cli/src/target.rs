@@ -5,6 +5,7 @@
 //! | `postgres://…`, `postgresql://…` | PostgreSQL session advisory locks (cargo feature `postgres`) |
 //! | `jdbc:sqlserver://host:1433;databaseName=…;user=…;password=…` | SQL Server applocks (feature `mssql`) |
 //! | `mssql:` + an ADO.NET connection string, e.g. `mssql:server=tcp:host,1433;user id=…` | SQL Server applocks (feature `mssql`) |
+//! | `redis://[[user]:password@]host:6379/0`, `redis+unix:///path/redis.sock` | Redis keys, one server (feature `redis`); `--namespace NS` makes the key prefix `tierlock:NS:` |
 //!
 //! `sqlserver://` is not accepted: no SQL Server driver parses it, so the error names the two
 //! forms that work. Classification is pure string work and does not depend on the cargo
@@ -29,6 +30,8 @@ pub enum Target {
     Postgres(String),
     /// An ADO.NET or `jdbc:sqlserver://` connection string for tiberius.
     Mssql(String),
+    /// A `redis://` (or `rediss://`, `redis+unix://`) URL, scheme in lower case.
+    Redis(String),
 }
 
 impl std::fmt::Debug for Target {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for Target {
         match self {
             Target::Postgres(_) => f.write_str("Postgres(..)"),
             Target::Mssql(_) => f.write_str("Mssql(..)"),
+            Target::Redis(_) => f.write_str("Redis(..)"),
         }
     }
 }
@@ -46,7 +50,7 @@ impl std::fmt::Debug for Target {
 pub enum TargetError {
     /// The text has no `scheme:` prefix.
     #[error(
-        "--url is not a URL (expected postgres://…, jdbc:sqlserver://… or mssql:<ADO.NET connection string>)"
+        "--url is not a URL (expected postgres://…, jdbc:sqlserver://…, mssql:<ADO.NET connection string> or redis://…)"
     )]
     NoScheme,
     /// `sqlserver://`, which no driver parses.
@@ -57,26 +61,32 @@ pub enum TargetError {
     SqlServerScheme,
     /// A scheme no provider handles.
     #[error(
-        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://… or mssql:…)"
+        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://…, mssql:… or redis://…)"
     )]
     UnknownScheme {
         /// The scheme, lower-cased.
         scheme: String,
     },
     /// The provider was left out of this build.
-    #[cfg_attr(all(feature = "postgres", feature = "mssql"), allow(dead_code))]
+    #[cfg_attr(
+        all(feature = "postgres", feature = "mssql", feature = "redis"),
+        allow(dead_code)
+    )]
     #[error("this build of tierlock has no {database} support (feature `{feature}`)")]
     NotBuilt {
-        /// `PostgreSQL` or `SQL Server`.
+        /// `PostgreSQL`, `SQL Server` or `Redis`.
         database: &'static str,
         /// The cargo feature of `tierlock-cli` that adds it.
         feature: &'static str,
     },
     /// The provider refused the connection string or could not connect.
-    #[cfg_attr(not(any(feature = "postgres", feature = "mssql")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mssql", feature = "redis")),
+        allow(dead_code)
+    )]
     #[error("cannot use {database}")]
     Provider {
-        /// `PostgreSQL` or `SQL Server`.
+        /// `PostgreSQL`, `SQL Server` or `Redis`.
         database: &'static str,
         /// The provider's error.
         #[source]
@@ -112,6 +122,9 @@ pub fn classify(url: &str) -> Result<Target, TargetError> {
             Ok(Target::Mssql(rest.trim().to_owned()))
         }
         "sqlserver" | "mssql" => Err(TargetError::SqlServerScheme),
+        "redis" | "rediss" | "redis+unix" if rest.starts_with("//") => {
+            Ok(Target::Redis(format!("{scheme}:{rest}")))
+        }
         _ => Err(TargetError::UnknownScheme { scheme }),
     }
 }
@@ -121,6 +134,7 @@ pub async fn connect(target: Target, namespace: &str) -> Result<LockManager, Tar
     match target {
         Target::Postgres(url) => postgres(url, namespace).await,
         Target::Mssql(conn) => mssql(&conn, namespace),
+        Target::Redis(url) => redis(&url, namespace).await,
     }
 }
 
@@ -202,6 +216,37 @@ fn mssql(_conn: &str, _namespace: &str) -> Result<LockManager, TargetError> {
     })
 }
 
+/// The key prefix for `--namespace`: `tierlock:NS:`, or the provider's default `tierlock:`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+fn redis_key_prefix(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "tierlock:".to_owned()
+    } else {
+        format!("tierlock:{namespace}:")
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis(url: &str, namespace: &str) -> Result<LockManager, TargetError> {
+    let provider = tierlock::RedisProvider::builder(url)
+        .key_prefix(redis_key_prefix(namespace))
+        .connect()
+        .await
+        .map_err(|err| TargetError::Provider {
+            database: "Redis",
+            source: Box::new(err),
+        })?;
+    Ok(LockManager::new(provider))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(_url: &str, _namespace: &str) -> Result<LockManager, TargetError> {
+    Err(TargetError::NotBuilt {
+        database: "Redis",
+        feature: "redis",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +286,21 @@ mod tests {
     }
 
     #[test]
+    fn redis_urls() {
+        let url = "redis://:secret@cache:6379/0";
+        assert_eq!(classify(url).unwrap(), Target::Redis(url.to_owned()));
+        assert_eq!(
+            classify("REDIS://cache/1").unwrap(),
+            Target::Redis("redis://cache/1".to_owned())
+        );
+        let unix = "redis+unix:///run/redis.sock";
+        assert_eq!(classify(unix).unwrap(), Target::Redis(unix.to_owned()));
+        assert_eq!(format!("{:?}", classify(url).unwrap()), "Redis(..)");
+        assert_eq!(redis_key_prefix(""), "tierlock:");
+        assert_eq!(redis_key_prefix("billing"), "tierlock:billing:");
+    }
+
+    #[test]
     fn rejected_forms_never_echo_the_url() {
         let cases = [
             ("sqlserver://u:hunter2@db/app", "jdbc:sqlserver://"),
@@ -252,6 +312,7 @@ mod tests {
                 "unknown scheme \"jdbc\"",
             ),
             ("postgres:hunter2", "unknown scheme \"postgres\""),
+            ("redis:hunter2@cache", "unknown scheme \"redis\""),
             ("u:hunter2@db", "unknown scheme \"u\""),
             ("hunter2", "not a URL"),
             ("/path/hunter2:x", "not a URL"),

@@ -115,6 +115,31 @@ impl RedisServer {
         }
     }
 
+    /// Sends one command and returns the first line of the reply (`+OK`, `:1`, `-ERR …`), for
+    /// tests that need no client library: `server.command(&["DEBUG", "SLEEP", "2"])`. Waits up
+    /// to a minute for the reply.
+    ///
+    /// # Errors
+    ///
+    /// If the server cannot be reached or does not answer.
+    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte)?;
+            reply.push(byte[0]);
+        }
+        reply.truncate(reply.len() - 2);
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+
     /// Whether the server answers `PING` now.
     pub fn answers(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {

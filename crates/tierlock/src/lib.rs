@@ -17,6 +17,7 @@
 //! | `file` (default) | `FileProvider`: files in a directory, local or on a network share (`flock` where the mount forwards locks, a lease elsewhere) | `tierlock-file` |
 //! | `postgres` (`postgres-rustls` for TLS) | `PostgresProvider`: PostgreSQL session advisory locks | `tierlock-postgres` |
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
+//! | `redis` | `RedisProvider`: keys on one Redis server, renewed by a watchdog, with fencing tokens | `tierlock-redis` |
 //!
 //! ```
 //! use std::time::Duration;
@@ -56,6 +57,12 @@ pub use tierlock_postgres::{
 
 #[cfg(feature = "mssql")]
 pub use tierlock_mssql::{MssqlBuilder, MssqlError, MssqlProvider};
+
+#[cfg(feature = "redis")]
+pub use tierlock_redis::{
+    KeyNames as RedisKeyNames, RedisError, RedisProvider, RedisProviderBuilder,
+    key_names as redis_key_names,
+};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]
