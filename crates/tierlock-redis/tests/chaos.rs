@@ -270,3 +270,46 @@ async fn a_cancelled_acquisition_that_reached_the_server_leaves_no_key() {
     }
     drop(server);
 }
+
+/// The ACL rule in `docs/providers/redis.md` is enough for every operation: lock, wait (pub/sub
+/// and marks), hand over, renew, release — and a script cache flushed under it (`SCRIPT LOAD`).
+#[tokio::test]
+async fn a_user_with_only_the_documented_permissions_can_lock() {
+    let Some(server) = server() else { return };
+    let mut admin = admin(&server.url()).await;
+    let rule = "on >pw resetkeys resetchannels ~tierlock:* &tierlock:* -@all \
+                +eval +evalsha +script|load +ping +zrem +subscribe +unsubscribe \
+                +get +set +del +exists +pttl +pexpire +incr +time +publish \
+                +zadd +zrangebyscore +zremrangebyscore";
+    let mut args = vec!["ACL", "SETUSER", "locker"];
+    args.extend(rule.split_whitespace());
+    let _: () = query(&mut admin, &args).await;
+    let _: () = query(&mut admin, &["SCRIPT", "FLUSH"]).await;
+    let url = format!("redis://locker:pw@127.0.0.1:{}/0", server.port());
+    let prefix = "tierlock:acl:";
+    let (a, b) = (manager(&url, prefix, 600), manager(&url, prefix, 600));
+    let guard = a.lock("x", Duration::ZERO).await.unwrap();
+    let waiter = tokio::spawn(async move {
+        let guard = b.lock("x", Duration::from_secs(10)).await.unwrap();
+        guard.release().await.unwrap();
+    });
+    // Renewals run meanwhile (ttl 600 ms), and the waiter's mark is refreshed.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!guard.is_lost());
+    let keys = tierlock_redis::key_names(prefix, "x");
+    let (_, subscribers): (String, i64) =
+        query(&mut admin, &["PUBSUB", "NUMSUB", &keys.channel]).await;
+    assert_eq!(subscribers, 1, "the waiter is not subscribed");
+    let marks: i64 = query(&mut admin, &["ZCARD", &keys.waiters]).await;
+    assert_eq!(marks, 1, "the waiter's mark is missing");
+    guard.release().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was not woken")
+        .unwrap();
+    // Outside the prefix: refused, and reported as an error.
+    let other = manager(&url, "elsewhere:", 600);
+    let err = other.try_lock("x").await.unwrap_err();
+    assert!(is_redis_error(&err), "{err:?}");
+    drop(server);
+}
