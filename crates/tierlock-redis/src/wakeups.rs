@@ -9,8 +9,8 @@
 //!
 //! Pub/sub is fire-and-forget: a message sent while the connection is down is gone. When the
 //! connection breaks, every waiter is woken (to look again at once), waiters fall back to their
-//! bounded poll, and the actor reconnects and subscribes again to every channel still wanted,
-//! trying at most once per `retry`.
+//! bounded poll, and the actor reconnects at once and subscribes again to every channel still
+//! wanted, then, while that fails, tries again at most once per `retry`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -277,9 +277,11 @@ impl Actor {
         self.wake_all();
     }
 
+    /// Drops the connection; the next attempt to reconnect is made at once (and then at most
+    /// once per `retry` while they fail).
     fn disconnect(&mut self) {
         if self.conn.take().is_some() {
-            self.last_attempt = Some(Instant::now());
+            self.last_attempt = None;
             self.wake_all();
         }
     }

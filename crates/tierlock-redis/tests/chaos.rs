@@ -313,3 +313,60 @@ async fn a_user_with_only_the_documented_permissions_can_lock() {
     assert!(is_redis_error(&err), "{err:?}");
     drop(server);
 }
+
+#[tokio::test]
+async fn waiters_subscribe_again_after_their_pubsub_connection_is_killed() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let prefix = fresh_prefix("resubscribe");
+    let holder = LockManager::new(
+        builder(&url, &prefix)
+            .ttl(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    );
+    let slow_poll = Duration::from_secs(10);
+    let waiter = LockManager::new(
+        builder(&url, &prefix)
+            .poll(slow_poll, slow_poll)
+            .build()
+            .unwrap(),
+    );
+    let guard = holder.lock("x", Duration::ZERO).await.unwrap();
+    let task = tokio::spawn(async move {
+        let guard = waiter.lock("x", Duration::from_secs(30)).await.unwrap();
+        let at = Instant::now();
+        guard.release().await.unwrap();
+        at
+    });
+    let channel = tierlock_redis::key_names(&prefix, "x").channel;
+    let mut admin = admin(&url).await;
+    let subscribed = |admin: &redis::aio::MultiplexedConnection| {
+        let (mut admin, channel) = (admin.clone(), channel.clone());
+        async move {
+            let (_, n): (String, i64) = query(&mut admin, &["PUBSUB", "NUMSUB", &channel]).await;
+            n == 1
+        }
+    };
+    eventually(Duration::from_secs(5), "the waiter subscribes", || {
+        subscribed(&admin)
+    })
+    .await;
+    let killed: i64 = query(&mut admin, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    assert_eq!(killed, 1);
+    eventually(
+        Duration::from_secs(5),
+        "the waiter subscribes again",
+        || subscribed(&admin),
+    )
+    .await;
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let acquired = task.await.unwrap();
+    let took = acquired.duration_since(released);
+    assert!(
+        took < Duration::from_secs(3),
+        "woken after {took:?}: not by the release"
+    );
+    drop(server);
+}
