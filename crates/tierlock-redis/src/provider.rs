@@ -188,7 +188,7 @@ impl RedisProvider {
                 Some(d) if d < short => (d, true),
                 _ => (short, false),
             };
-            let mut nap = pause;
+            let mut nap = jitter(pause);
             let last_error = match self.attempt(name, keys, false, bound, at_deadline).await {
                 Ok(Attempt::Acquired(lock)) => return Ok(Some(lock)),
                 Ok(Attempt::Held { pttl }) => {
@@ -201,7 +201,7 @@ impl RedisProvider {
                 Err(err) if err_is_transient(&err) => Some(err),
                 Err(err) => return Err(err),
             };
-            let mut wake = Instant::now() + jitter(nap);
+            let mut wake = Instant::now() + nap;
             if let Some(deadline) = deadline {
                 if Instant::now() >= deadline {
                     return last_error.map_or(Ok(None), Err);
