@@ -9,15 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{admin, builder, eventually, fresh_prefix, query, url};
+use common::{admin, builder, eventually, fresh_prefix, query};
 use tierlock_core::{LockError, LockManager, LockName, Provider};
 use tierlock_redis::{RedisError, RedisProvider};
 use tierlock_testkit::redis_server::RedisServer;
 
 /// A private server, if the run has Redis at all.
 fn server() -> Option<RedisServer> {
-    url()?;
-    Some(RedisServer::start())
+    RedisServer::for_test()
 }
 
 fn manager(url: &str, prefix: &str, ttl_ms: u64) -> LockManager {

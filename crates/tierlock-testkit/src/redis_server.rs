@@ -37,6 +37,28 @@ impl RedisServer {
         major_version().is_some()
     }
 
+    /// A private server for a test that runs with the Redis tests: `None` (the test is skipped,
+    /// and says so) when `TIERLOCK_REDIS_URL` is unset or `redis-server` cannot be run here —
+    /// unless [`REQUIRE_SERVERS_VAR`](crate::REQUIRE_SERVERS_VAR) demands the Redis tests, which
+    /// then fail instead.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), and if the Redis tests are required but there is no
+    /// `redis-server`.
+    pub fn for_test() -> Option<RedisServer> {
+        crate::server_url("TIERLOCK_REDIS_URL")?;
+        if !Self::available() {
+            assert!(
+                !crate::required("TIERLOCK_REDIS_URL"),
+                "redis-server cannot be run here, but the Redis tests are required"
+            );
+            eprintln!("skipped: redis-server cannot be run here");
+            return None;
+        }
+        Some(Self::start())
+    }
+
     /// Starts a server on a free port and waits until it answers `PING`.
     ///
     /// # Panics

@@ -131,10 +131,9 @@ async fn holder_loses_to_taker(
 
 #[tokio::test]
 async fn a_server_frozen_past_the_ttl_hands_the_lock_to_another_process() {
-    if url().is_none() {
+    let Some(server) = RedisServer::for_test() else {
         return;
-    }
-    let server = RedisServer::start();
+    };
     let url = server.url();
     let sleeper = std::sync::Arc::new(server);
     let frozen = {
@@ -151,10 +150,9 @@ async fn a_server_frozen_past_the_ttl_hands_the_lock_to_another_process() {
 
 #[tokio::test]
 async fn a_holder_whose_connections_are_killed_and_refused_loses_to_another_process() {
-    if url().is_none() {
+    let Some(server) = RedisServer::for_test() else {
         return;
-    }
-    let server = RedisServer::start();
+    };
     let ok = |reply: std::io::Result<String>| assert_eq!(reply.ok().as_deref(), Some("+OK"));
     ok(server.command(&["ACL", "SETUSER", "holder", "on", ">pw", "~*", "&*", "+@all"]));
     let holder_url = format!("redis://holder:pw@127.0.0.1:{}/0", server.port());
