@@ -178,3 +178,27 @@ async fn write(connector: &Connector, key: &str, member: &str, ttl_ms: &str) {
         connector.failed(&conn, &err);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_go_with_their_last_share() {
+        let marks = Marks::default();
+        let a = marks.count("k");
+        let b = marks.count("k");
+        a.count.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(marks.waiting("k"), 1);
+        assert_eq!(b.get(), 1, "shares see one count");
+        drop(a);
+        assert_eq!(marks.counts.lock().len(), 1);
+        drop(b);
+        assert!(marks.counts.lock().is_empty(), "an unused count stayed");
+        assert_eq!(marks.waiting("k"), 0);
+        let members: std::collections::HashSet<String> =
+            (0..100).map(|_| marks.member("p")).collect();
+        assert_eq!(members.len(), 100);
+        assert!(members.iter().all(|m| m.starts_with("p:")));
+    }
+}

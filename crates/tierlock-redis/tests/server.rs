@@ -443,3 +443,43 @@ async fn bad_settings_and_unreachable_servers_are_typed_errors_without_the_passw
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn only_fencing_counters_stay_on_the_server() {
+    let Some(url) = url() else { return };
+    let prefix = fresh_prefix("clean");
+    let (a, b) = (
+        LockManager::new(provider(&url, &prefix)),
+        LockManager::new(provider(&url, &prefix)),
+    );
+    for i in 0..50 {
+        let name = format!("name:{i}");
+        let guard = a.lock(&name, Duration::ZERO).await.unwrap();
+        // A waiter that gives up (marks, subscribes), and one cancelled from outside.
+        assert!(b.lock(&name, Duration::from_millis(20)).await.is_err());
+        let _ = tokio::time::timeout(Duration::from_millis(10), b.lock(&name, Duration::MAX)).await;
+        if i % 2 == 0 {
+            drop(guard);
+        } else {
+            guard.release().await.unwrap();
+        }
+    }
+    let admin = admin(&url).await;
+    let pattern = format!("{prefix}*");
+    eventually(Duration::from_secs(5), "only counters are left", || {
+        let (mut admin, pattern) = (admin.clone(), pattern.clone());
+        async move {
+            let keys: Vec<String> = query(&mut admin, &["KEYS", &pattern]).await;
+            keys.len() == 50 && keys.iter().all(|k| k.ends_with(":fence"))
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(5), "no subscription is left", || {
+        let (mut admin, pattern) = (admin.clone(), pattern.clone());
+        async move {
+            let channels: Vec<String> = query(&mut admin, &["PUBSUB", "CHANNELS", &pattern]).await;
+            channels.is_empty()
+        }
+    })
+    .await;
+}
