@@ -14,8 +14,9 @@
 //!   `--ttl` choose);
 //! * `--url URL`: a database server every host reaches — `postgres://…` / `postgresql://…`
 //!   (PostgreSQL advisory locks, cargo feature `postgres`), `jdbc:sqlserver://…` or
-//!   `mssql:` + an ADO.NET connection string (SQL Server applocks, cargo feature `mssql`).
-//!   Both features are on by default; `--namespace NS` scopes the names on that server, and
+//!   `mssql:` + an ADO.NET connection string (SQL Server applocks, cargo feature `mssql`),
+//!   `redis://…` (keys on one Redis server, cargo feature `redis`).
+//!   The features are on by default; `--namespace NS` scopes the names on that server, and
 //!   `sslmode=require` in a PostgreSQL URL connects with TLS checked against the system's root
 //!   certificates. tierlock never echoes the URL (it may hold a password), but command lines
 //!   are visible to other local users (`ps`): keep such hosts' users trusted, or give the

@@ -6,6 +6,7 @@
 //! | `jdbc:sqlserver://host:1433;databaseName=…;user=…;password=…` | SQL Server applocks (feature `mssql`) |
 //! | `mssql:` + an ADO.NET connection string, e.g. `mssql:server=tcp:host,1433;user id=…` | SQL Server applocks (feature `mssql`) |
 //! | `sqlite:/path/to.db`, `sqlite:relative.db`, `sqlite:///path/to.db` | leases in an SQLite file on this host (feature `sqlite`) |
+//! | `redis://[[user]:password@]host:6379/0`, `redis+unix:///path/redis.sock` | Redis keys, one server (feature `redis`); `--namespace NS` makes the key prefix `tierlock:NS:` |
 //!
 //! `sqlserver://` is not accepted: no SQL Server driver parses it, so the error names the two
 //! forms that work. Classification is pure string work and does not depend on the cargo
@@ -35,6 +36,8 @@ pub enum Target {
     Mssql(String),
     /// The path of an SQLite database file.
     Sqlite(PathBuf),
+    /// A `redis://` (or `rediss://`, `redis+unix://`) URL, scheme in lower case.
+    Redis(String),
 }
 
 impl std::fmt::Debug for Target {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Target {
             Target::Postgres(_) => f.write_str("Postgres(..)"),
             Target::Mssql(_) => f.write_str("Mssql(..)"),
             Target::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Target::Redis(_) => f.write_str("Redis(..)"),
         }
     }
 }
@@ -53,7 +57,7 @@ impl std::fmt::Debug for Target {
 pub enum TargetError {
     /// The text has no `scheme:` prefix.
     #[error(
-        "--url is not a URL (expected postgres://…, jdbc:sqlserver://… or mssql:<ADO.NET connection string>)"
+        "--url is not a URL (expected postgres://…, jdbc:sqlserver://…, mssql:<ADO.NET connection string> or redis://…)"
     )]
     NoScheme,
     /// `sqlserver://`, which no driver parses.
@@ -70,15 +74,17 @@ pub enum TargetError {
     /// `--namespace` with an SQLite file.
     #[error("--namespace is not for sqlite: (use another database file)")]
     SqliteNamespace,
-    /// `--ttl` with a server that is not SQLite.
-    #[error("--ttl is for --dir (lease mode) and --url sqlite:…, not for {database}")]
+    /// `--ttl` with a server whose locks are not leases.
+    #[error(
+        "--ttl is for --dir (lease mode), --url sqlite:… and --url redis://…, not for {database}"
+    )]
     TtlNotForServer {
         /// `PostgreSQL` or `SQL Server`.
         database: &'static str,
     },
     /// A scheme no provider handles.
     #[error(
-        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://…, mssql:… or sqlite:…)"
+        "--url has unknown scheme {scheme:?} (expected postgres://…, postgresql://…, jdbc:sqlserver://…, mssql:…, sqlite:… or redis://…)"
     )]
     UnknownScheme {
         /// The scheme, lower-cased.
@@ -86,24 +92,34 @@ pub enum TargetError {
     },
     /// The provider was left out of this build.
     #[cfg_attr(
-        all(feature = "postgres", feature = "mssql", feature = "sqlite"),
+        all(
+            feature = "postgres",
+            feature = "mssql",
+            feature = "sqlite",
+            feature = "redis"
+        ),
         allow(dead_code)
     )]
     #[error("this build of tierlock has no {database} support (feature `{feature}`)")]
     NotBuilt {
-        /// `PostgreSQL` or `SQL Server`.
+        /// `PostgreSQL`, `SQL Server` or `Redis`.
         database: &'static str,
         /// The cargo feature of `tierlock-cli` that adds it.
         feature: &'static str,
     },
     /// The provider refused the connection string or could not connect.
     #[cfg_attr(
-        not(any(feature = "postgres", feature = "mssql", feature = "sqlite")),
+        not(any(
+            feature = "postgres",
+            feature = "mssql",
+            feature = "sqlite",
+            feature = "redis"
+        )),
         allow(dead_code)
     )]
     #[error("cannot use {database}")]
     Provider {
-        /// `PostgreSQL` or `SQL Server`.
+        /// `PostgreSQL`, `SQL Server` or `Redis`.
         database: &'static str,
         /// The provider's error.
         #[source]
@@ -140,6 +156,9 @@ pub fn classify(url: &str) -> Result<Target, TargetError> {
         }
         "sqlserver" | "mssql" => Err(TargetError::SqlServerScheme),
         "sqlite" => sqlite_path(rest).map(Target::Sqlite),
+        "redis" | "rediss" | "redis+unix" if rest.starts_with("//") => {
+            Ok(Target::Redis(format!("{scheme}:{rest}")))
+        }
         _ => Err(TargetError::UnknownScheme { scheme }),
     }
 }
@@ -164,7 +183,7 @@ fn sqlite_path(rest: &str) -> Result<PathBuf, TargetError> {
 pub struct Options {
     /// `--namespace`: scopes the names on a server (not for SQLite).
     pub namespace: Option<String>,
-    /// `--ttl`: the lease time to live (SQLite only).
+    /// `--ttl`: the lease time to live (SQLite and Redis).
     pub ttl: Option<Duration>,
     /// `--verbose`: say on stderr where the lock lives.
     pub verbose: bool,
@@ -192,6 +211,7 @@ pub async fn connect(target: Target, options: &Options) -> Result<LockManager, T
             }
             sqlite(&path, options.ttl, options.verbose)
         }
+        Target::Redis(url) => redis(&url, namespace, options.ttl).await,
     }
 }
 
@@ -310,6 +330,48 @@ fn mssql(_conn: &str, _namespace: &str) -> Result<LockManager, TargetError> {
     })
 }
 
+/// The key prefix for `--namespace`: `tierlock:NS:`, or the provider's default `tierlock:`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+fn redis_key_prefix(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "tierlock:".to_owned()
+    } else {
+        format!("tierlock:{namespace}:")
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis(
+    url: &str,
+    namespace: &str,
+    ttl: Option<Duration>,
+) -> Result<LockManager, TargetError> {
+    let mut builder = tierlock::RedisProvider::builder(url).key_prefix(redis_key_prefix(namespace));
+    if let Some(ttl) = ttl {
+        builder = builder.ttl(ttl);
+    }
+    let provider = builder
+        .connect()
+        .await
+        .map_err(|err| TargetError::Provider {
+            database: "Redis",
+            source: Box::new(err),
+        })?;
+    Ok(LockManager::new(provider))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(
+    _url: &str,
+    _namespace: &str,
+    _ttl: Option<Duration>,
+) -> Result<LockManager, TargetError> {
+    Err(TargetError::NotBuilt {
+        database: "Redis",
+        feature: "redis",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +411,21 @@ mod tests {
     }
 
     #[test]
+    fn redis_urls() {
+        let url = "redis://:secret@cache:6379/0";
+        assert_eq!(classify(url).unwrap(), Target::Redis(url.to_owned()));
+        assert_eq!(
+            classify("REDIS://cache/1").unwrap(),
+            Target::Redis("redis://cache/1".to_owned())
+        );
+        let unix = "redis+unix:///run/redis.sock";
+        assert_eq!(classify(unix).unwrap(), Target::Redis(unix.to_owned()));
+        assert_eq!(format!("{:?}", classify(url).unwrap()), "Redis(..)");
+        assert_eq!(redis_key_prefix(""), "tierlock:");
+        assert_eq!(redis_key_prefix("billing"), "tierlock:billing:");
+    }
+
+    #[test]
     fn rejected_forms_never_echo_the_url() {
         let cases = [
             ("sqlserver://u:hunter2@db/app", "jdbc:sqlserver://"),
@@ -360,6 +437,7 @@ mod tests {
                 "unknown scheme \"jdbc\"",
             ),
             ("postgres:hunter2", "unknown scheme \"postgres\""),
+            ("redis:hunter2@cache", "unknown scheme \"redis\""),
             ("u:hunter2@db", "unknown scheme \"u\""),
             ("hunter2", "not a URL"),
             ("/path/hunter2:x", "not a URL"),

@@ -1,8 +1,9 @@
 //! `tierlock run --url …`: the database providers from the command line.
 //!
-//! The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`) and
-//! are skipped without it (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The
-//! rest needs no server (the SQLite cases use a file in a temporary directory).
+//! The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`), the
+//! Redis case against `TIERLOCK_REDIS_URL` (`scripts/redis-start`); they are skipped without
+//! their server (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The rest needs
+//! no server (the SQLite cases use a file in a temporary directory).
 
 mod common;
 
@@ -330,4 +331,46 @@ fn sqlite_refuses_a_foreign_file_a_namespace_and_a_host() {
         assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{url}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn redis_zero_timeout_conflicts_namespaces_and_unreachable_servers() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_REDIS_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = unique_namespace("redis");
+    let other_ns = format!("{ns}-other");
+    let holder = hold(&url, &ns, "job", &dir.path().join("held"));
+    let attempt = |ns: &str, timeout: &str| {
+        output(tierlock(
+            &url,
+            &[
+                "--namespace",
+                ns,
+                "--name",
+                "job",
+                "--timeout",
+                timeout,
+                "--",
+                "true",
+            ],
+        ))
+    };
+    let out = attempt(&ns, "0");
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("held elsewhere"), "{}", stderr(&out));
+    let out = attempt(&other_ns, "0");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stop(holder);
+    let out = attempt(&ns, "10s");
+    assert_eq!(out.status.code(), Some(0), "stayed held: {}", stderr(&out));
+
+    let out = output(tierlock(
+        "redis://locker:hunter2@127.0.0.1:1/0",
+        &["--name", "x", "--timeout", "0", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Redis"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
 }

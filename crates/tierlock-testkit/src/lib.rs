@@ -31,6 +31,7 @@
 pub mod conformance;
 mod counting;
 pub mod multiprocess;
+pub mod redis_server;
 pub mod rig;
 pub mod worker;
 

@@ -5,7 +5,8 @@
 //! per run, `TIERLOCK_BENCH_CRIT_US` the 100 µs critical section). With
 //! `TIERLOCK_BENCH_PROVIDER=postgres` it runs on the PostgreSQL server named by
 //! `TIERLOCK_PG_URL` instead of a lock directory; with `sqlite`, on an SQLite database file in
-//! a temporary directory (10 s leases); with `lease`, in lease mode on a local
+//! a temporary directory (10 s leases); with `redis`, on the Redis server named by
+//! `TIERLOCK_REDIS_URL` (`eval "$(scripts/redis-start)"`); with `lease`, in lease mode on a local
 //! directory; with `rig-lease` / `rig-flock`, one process on each "host" of the two-host rig
 //! (`eval "$(scripts/rig start)"`), in lease mode on hostA/hostB or flock mode on fwdA/fwdB. Prints critical sections per second and per-process wait percentiles.
 
@@ -47,6 +48,12 @@ fn main() {
                     std::env::var("TIERLOCK_PG_URL").expect("TIERLOCK_PG_URL must name the server");
                 let namespace = format!("bench:{}:{bypass}", std::process::id());
                 vec![strings(&["postgres", &url, &namespace]); 2]
+            }
+            "redis" => {
+                let url = std::env::var("TIERLOCK_REDIS_URL")
+                    .expect("TIERLOCK_REDIS_URL must name the server");
+                let prefix = format!("bench:{}:{bypass}:", std::process::id());
+                vec![strings(&["redis", &url, &prefix]); 2]
             }
             // Two "hosts" on the rig of scripts/rig: lease mode on hostA/hostB (chosen from
             // the mount), flock on fwdA/fwdB (forced, as on a share known to forward locks).

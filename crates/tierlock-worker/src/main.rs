@@ -2,9 +2,9 @@
 //! multi-process tests (see `tierlock_testkit::worker` for the modes).
 //!
 //! Providers: `file DIR` (mode chosen from the mount), `file-flock DIR`, `file-lease DIR TTL_MS`,
-//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`, `sqlite PATH TTL_MS`, and
-//! `postgres-fencing` / `mssql-fencing` with the same arguments as those providers, with fencing
-//! tokens on.
+//! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`, `sqlite PATH TTL_MS`,
+//! `redis URL KEY_PREFIX`, `redis-ttl URL KEY_PREFIX TTL_MS`, and `postgres-fencing` /
+//! `mssql-fencing` with the same arguments as those providers, with fencing tokens on.
 
 #![forbid(unsafe_code)]
 
@@ -75,10 +75,23 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 3))
         }
+        Some(kind @ ("redis" | "redis-ttl")) => {
+            let mut builder = tierlock_redis::RedisProvider::builder(arg(1, "URL")?)
+                .key_prefix(arg(2, "KEY_PREFIX")?);
+            if kind == "redis-ttl" {
+                let ttl = arg(3, "TTL_MS")?
+                    .parse()
+                    .map_err(|e| format!("TTL_MS: {e}"))?;
+                builder = builder.ttl(std::time::Duration::from_millis(ttl));
+            }
+            let provider = builder.connect().await.map_err(|e| e.to_string())?;
+            Ok((Arc::new(provider), if kind == "redis" { 3 } else { 4 }))
+        }
         other => Err(format!(
             "unknown provider {other:?} (expected: file DIR | file-flock DIR | \
              file-lease DIR TTL_MS | sqlite PATH TTL_MS | postgres[-fencing] URL NAMESPACE | \
-             mssql[-fencing] CONNECTION_STRING NAMESPACE)"
+             mssql[-fencing] CONNECTION_STRING NAMESPACE | redis URL KEY_PREFIX | \
+             redis-ttl URL KEY_PREFIX TTL_MS)"
         )),
     }
 }

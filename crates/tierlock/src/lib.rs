@@ -18,15 +18,17 @@
 //! | `postgres` (`postgres-rustls` for TLS) | `PostgresProvider`: PostgreSQL session advisory locks | `tierlock-postgres` |
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //! | `sqlite` | `SqliteProvider`: leases with expiry and fencing tokens in an SQLite file, one host | `tierlock-sqlite` |
+//! | `redis` | `RedisProvider`: keys on one Redis server, renewed by a watchdog, with fencing tokens | `tierlock-redis` |
 //!
 //! Every provider is made the same way: `XxxProvider::builder(..)` returns an
 //! `XxxProviderBuilder` (`FileProviderBuilder`, `PostgresProviderBuilder`,
-//! `MssqlProviderBuilder`) whose options share one vocabulary (`namespace`,
+//! `MssqlProviderBuilder`, `SqliteProviderBuilder`, `RedisProviderBuilder`) whose options share
+//! one vocabulary (`namespace`,
 //! `max_idle_connections`, `request_poll_interval`, `fencing`, …; `None` switches an interval
 //! off, a zero duration is an error).
 //!
-//! Fencing tokens (`guard.fencing_token()`) come from the file provider always and from
-//! PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` and the `fencing`
+//! Fencing tokens (`guard.fencing_token()`) come from the file, SQLite and Redis providers
+//! always and from PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` and the `fencing`
 //! example (feature `postgres`) for a resource that rejects writes from a holder that lost its
 //! lock.
 //!
@@ -74,6 +76,12 @@ pub use tierlock_mssql::{MssqlError, MssqlProvider, MssqlProviderBuilder};
 pub use tierlock_sqlite::{Mount, MountClass};
 #[cfg(feature = "sqlite")]
 pub use tierlock_sqlite::{SqliteError, SqliteProvider, SqliteProviderBuilder};
+
+#[cfg(feature = "redis")]
+pub use tierlock_redis::{
+    KeyNames as RedisKeyNames, RedisError, RedisProvider, RedisProviderBuilder,
+    key_names as redis_key_names,
+};
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]
