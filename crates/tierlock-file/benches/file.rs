@@ -40,31 +40,43 @@ async fn manager_cycles(locks: &LockManager) {
 }
 
 /// On a shared, noisy machine the criterion figures above are measured minutes apart; this
-/// alternates batches of the raw loop and the manager loop, so both see the same load, and
-/// prints the best and median batch of each and the ratio of the best batches.
-fn paired(rt: &tokio::runtime::Runtime, raw_path: &std::path::Path, locks: &LockManager) {
+/// alternates batches of the raw loop and the manager loops (fencing tokens on, the default,
+/// and off), so all see the same load, and prints the best and median batch of each and their
+/// ratios to raw.
+fn paired(
+    rt: &tokio::runtime::Runtime,
+    raw_path: &std::path::Path,
+    fenced: &LockManager,
+    unfenced: &LockManager,
+) {
     const ROUNDS: usize = 200;
-    let (mut raw, mut ours) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    let mut runs = [(); 3].map(|()| Vec::with_capacity(ROUNDS));
     for _ in 0..ROUNDS {
         let start = Instant::now();
         raw_cycles(raw_path);
-        raw.push(start.elapsed());
-        let start = Instant::now();
-        rt.block_on(manager_cycles(locks));
-        ours.push(start.elapsed());
+        runs[0].push(start.elapsed());
+        for (i, locks) in [fenced, unfenced].into_iter().enumerate() {
+            let start = Instant::now();
+            rt.block_on(manager_cycles(locks));
+            runs[i + 1].push(start.elapsed());
+        }
     }
-    raw.sort();
-    ours.sort();
-    println!(
-        "paired, per {CYCLES} cycles over {ROUNDS} alternating rounds: \
-         raw best {:?} median {:?}; manager best {:?} median {:?}; ratio of best {:.2}, of medians {:.2}",
-        raw[0],
-        raw[ROUNDS / 2],
-        ours[0],
-        ours[ROUNDS / 2],
-        ours[0].as_secs_f64() / raw[0].as_secs_f64(),
-        ours[ROUNDS / 2].as_secs_f64() / raw[ROUNDS / 2].as_secs_f64(),
-    );
+    for run in &mut runs {
+        run.sort();
+    }
+    let [raw, fenced, unfenced] = &runs;
+    for (label, ours) in [("manager", fenced), ("manager, fencing off", unfenced)] {
+        println!(
+            "paired, per {CYCLES} cycles over {ROUNDS} alternating rounds: raw best {:?} median \
+             {:?}; {label} best {:?} median {:?}; ratio of best {:.2}, of medians {:.2}",
+            raw[0],
+            raw[ROUNDS / 2],
+            ours[0],
+            ours[ROUNDS / 2],
+            ours[0].as_secs_f64() / raw[0].as_secs_f64(),
+            ours[ROUNDS / 2].as_secs_f64() / raw[ROUNDS / 2].as_secs_f64(),
+        );
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -126,11 +138,21 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // Without fencing tokens: no read and write of the counter in the lock file.
+    let unfenced = LockManager::new(
+        FileProvider::builder(tmp.path().join("unfenced"))
+            .fencing(false)
+            .build()
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
+    group.bench_function("manager_lock_release_zero_timeout_fencing_off", |b| {
+        b.to_async(&rt).iter(|| manager_cycles(&unfenced))
+    });
     group.finish();
 
     // Skipped when run as a test (`cargo test --benches`): only `cargo bench` passes --bench.
     if std::env::args().any(|arg| arg == "--bench") {
-        paired(&rt, &raw_path, &locks);
+        paired(&rt, &raw_path, &locks, &unfenced);
     }
 
     let stats = locks.stats();

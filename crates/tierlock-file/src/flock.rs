@@ -118,27 +118,26 @@ pub(crate) struct FileLock {
     lock: File,
     lock_path: PathBuf,
     name: LockName,
-    token: u64,
+    token: Option<u64>,
     requests: RequestWatch,
 }
 
 impl FileLock {
-    /// A held lock on the lock file `lock_path`, opened as `lock`, with fencing token `token`.
+    /// A held lock on the lock file `lock_path`, opened as `lock`, with fencing token `token`
+    /// (`None` when the provider keeps no counter).
     /// Once asked for requests, it probes the request file every `probe_every`.
     pub(crate) fn new(
         lock: File,
         lock_path: PathBuf,
         name: LockName,
         file_mode: u32,
-        token: u64,
+        token: Option<u64>,
         probe_every: Duration,
     ) -> Self {
         let requests = RequestWatch {
-            path: lock_path.with_extension(REQUEST_EXT),
             file_mode,
             every: probe_every,
-            requested: Arc::new(AtomicBool::new(false)),
-            task: OnceLock::new(),
+            probe: OnceLock::new(),
         };
         FileLock {
             lock,
@@ -171,11 +170,11 @@ impl ExternalLock for FileLock {
     /// The last answer of the background probe, which the first call of a hold starts (no
     /// file is touched here: the manager calls this with a shard lock held).
     fn is_requested(&self) -> bool {
-        self.requests.poll()
+        self.requests.poll(&self.lock_path)
     }
 
     fn fencing_token(&self) -> Option<u64> {
-        Some(self.token)
+        self.token
     }
 }
 
@@ -184,37 +183,39 @@ impl ExternalLock for FileLock {
 /// system calls than a bare `open + flock + unlock + close`.
 #[derive(Debug)]
 struct RequestWatch {
-    path: PathBuf,
     file_mode: u32,
     every: Duration,
-    requested: Arc<AtomicBool>,
-    task: OnceLock<AbortHandle>,
+    /// The running probe and its last answer; nothing is allocated until the first poll.
+    probe: OnceLock<(AbortHandle, Arc<AtomicBool>)>,
 }
 
 impl RequestWatch {
-    /// Starts the probe if it is not running (and a runtime is at hand); returns its last
-    /// answer, `false` until it has one.
-    fn poll(&self) -> bool {
-        if self.task.get().is_none() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let task = runtime.spawn(probe(
-                    self.path.clone(),
-                    self.file_mode,
-                    self.every,
-                    Arc::clone(&self.requested),
-                ));
-                if let Err(extra) = self.task.set(task.abort_handle()) {
-                    extra.abort();
-                }
-            }
+    /// Starts the probe of the request file beside `lock_path` if it is not running (and a
+    /// runtime is at hand); returns its last answer, `false` until it has one.
+    fn poll(&self, lock_path: &Path) -> bool {
+        if let Some((_, requested)) = self.probe.get() {
+            return requested.load(Ordering::Acquire);
         }
-        self.requested.load(Ordering::Acquire)
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let requested = Arc::new(AtomicBool::new(false));
+        let task = runtime.spawn(probe(
+            lock_path.with_extension(REQUEST_EXT),
+            self.file_mode,
+            self.every,
+            Arc::clone(&requested),
+        ));
+        if let Err((extra, _)) = self.probe.set((task.abort_handle(), requested)) {
+            extra.abort();
+        }
+        false
     }
 }
 
 impl Drop for RequestWatch {
     fn drop(&mut self) {
-        if let Some(task) = self.task.get() {
+        if let Some((task, _)) = self.probe.get() {
             task.abort();
         }
     }

@@ -48,6 +48,8 @@ pub struct FileProvider {
     pub(crate) max: Duration,
     pub(crate) mode: FileLockMode,
     pub(crate) mount: Mount,
+    /// Whether flock mode keeps a fencing counter in the lock files.
+    pub(crate) fencing: bool,
     /// Set in lease mode.
     pub(crate) leases: Option<Leases>,
 }
@@ -175,6 +177,16 @@ impl FileProvider {
         if !flock::try_exclusive(&lock).map_err(lock_error)? {
             return Ok(None);
         }
+        if !self.fencing {
+            return Ok(Some(FileLock::new(
+                lock,
+                lock_path.clone(),
+                name.clone(),
+                self.file_mode,
+                None,
+                self.max,
+            )));
+        }
         // Local file systems share one page cache; the kernel clients of shares that forward
         // locks (NFS, CIFS, cluster file systems) make taking a lock a cache coherency point.
         // Anything else (flock forced on a FUSE file system, say) may serve stale data.
@@ -183,7 +195,7 @@ impl FileProvider {
             MountClass::Local | MountClass::ForwardsLocks
         );
         let token = match flock::bump_counter(&lock, &lock_path, fresh) {
-            Ok(Ok(token)) => token,
+            Ok(Ok(token)) => Some(token),
             // Dropping `lock` on the way out releases the OS lock.
             Ok(Err(content)) => {
                 return Err(FileError::FenceCounter {
@@ -277,6 +289,7 @@ impl fmt::Debug for FileProvider {
         f.debug_struct("FileProvider")
             .field("dir", &self.dir)
             .field("mode", &self.mode)
+            .field("fencing", &(self.fencing || self.leases.is_some()))
             .field("mount", &format_args!("{}", self.mount))
             .field("poll", &(self.initial, self.max))
             .finish()

@@ -419,3 +419,32 @@ async fn a_lock_file_with_garbage_is_an_error_and_stays_unlocked() {
         .unwrap();
     fs2::FileExt::try_lock_exclusive(&file).unwrap();
 }
+
+#[tokio::test]
+async fn without_fencing_flock_mode_leaves_the_lock_file_alone_and_tokens_still_grow_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = name("unfenced");
+    let plain = FileProvider::builder(tmp.path())
+        .mode(tierlock_file::FileLockMode::Flock)
+        .fencing(false)
+        .build()
+        .unwrap();
+    let fenced = FileProvider::new(tmp.path()).unwrap();
+    let held = try_acquire(&plain, &n).await.unwrap();
+    assert_eq!(held.fencing_token(), None);
+    held.release().await.unwrap();
+    assert_eq!(
+        std::fs::metadata(plain.lock_file_path(&n)).unwrap().len(),
+        0
+    );
+    let mut last = 0;
+    for provider in [&fenced, &plain, &fenced, &plain, &fenced] {
+        let held = try_acquire(provider, &n).await.unwrap();
+        if let Some(token) = held.fencing_token() {
+            assert!(token > last, "{token} after {last}");
+            last = token;
+        }
+        held.release().await.unwrap();
+    }
+    assert_eq!(last, 3);
+}
