@@ -169,3 +169,18 @@ async fn a_holder_whose_connections_are_killed_and_refused_loses_to_another_proc
     let let_in = || ok(server.command(&["ACL", "SETUSER", "holder", "on"]));
     holder_loses_to_taker(&holder_url, &server.url(), lock_out, let_in).await;
 }
+
+#[tokio::test]
+async fn fencing_tokens_strictly_increase_across_processes() {
+    let Some(url) = url() else { return };
+    let provider = redis(&url, &prefix("tokens"));
+    multiprocess::tokens_increase_across_processes(worker(), &provider, &provider, 200).await;
+}
+
+#[tokio::test]
+async fn fencing_tokens_strictly_increase_across_a_killed_holder() {
+    let Some(url) = url() else { return };
+    let provider = redis_ttl(&url, &prefix("kill-token"), 1_000);
+    let tokens = multiprocess::tokens_increase_across_a_killed_holder(worker(), &provider).await;
+    eprintln!("tokens before and after the kill: {tokens:?}");
+}

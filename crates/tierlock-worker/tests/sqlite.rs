@@ -22,33 +22,6 @@ fn sqlite(db: &Path, ttl_ms: u64) -> Vec<String> {
     ])
 }
 
-/// A worker in `serve` mode, ready for commands.
-async fn serve(provider: &[String], name: &str) -> Worker {
-    let mut worker = Worker::spawn(worker(), provider, &args(&["serve", name]));
-    worker.expect("ready", PATIENCE).await;
-    worker
-}
-
-/// `lock MS` in a serving worker: the fencing token if it acquired, `None` on timeout.
-async fn lock(worker: &mut Worker, timeout_ms: u64) -> Option<u64> {
-    worker.tell(&format!("lock {timeout_ms}")).await;
-    let line = worker
-        .line(PATIENCE + Duration::from_millis(timeout_ms))
-        .await;
-    if line == "timeout" {
-        return None;
-    }
-    assert!(line.starts_with("acquired"), "{line}");
-    Some(field(&line, "token").expect("a fencing token"))
-}
-
-/// `release` in a serving worker: true if the lock was still held, false if it was lost.
-async fn release(worker: &mut Worker) -> bool {
-    worker.tell("release").await;
-    let line = worker.expect("released", PATIENCE).await;
-    line == "released"
-}
-
 #[tokio::test]
 async fn four_processes_count_to_8000() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,20 +93,20 @@ async fn fencing_tokens_strictly_increase_across_processes_and_restarts() {
     let db = dir.path().join("locks.db");
     let mut last = 0;
     for restart in 0..3 {
-        let mut a = serve(&sqlite(&db, 10_000), "tokens").await;
-        let mut b = serve(&sqlite(&db, 10_000), "tokens").await;
+        let mut a = Worker::serve(worker(), &sqlite(&db, 10_000), "tokens").await;
+        let mut b = Worker::serve(worker(), &sqlite(&db, 10_000), "tokens").await;
         for i in 0..200 {
             let worker = if i % 2 == 0 { &mut a } else { &mut b };
-            let token = lock(worker, 30_000).await.expect("acquired");
+            let token = worker.lock_token(30_000).await.expect("acquired");
             assert!(
                 token > last,
                 "restart {restart}, acquisition {i}: token {token} after {last}"
             );
             last = token;
-            assert!(release(worker).await);
+            assert!(worker.release().await);
         }
         // The last holder dies holding the lock: its successor takes the row over.
-        let token = lock(&mut a, 30_000).await.expect("acquired");
+        let token = a.lock_token(30_000).await.expect("acquired");
         assert!(token > last);
         last = token;
         a.kill().await;
