@@ -333,8 +333,12 @@ async fn t10_handoff_keeps_the_external_lock_until_requested() {
     run(500).await;
     let stats = locks.stats();
     let sections = 8 * 500;
+    // Without the tier keeping the external lock every section would take it (4,000). With it,
+    // only a release that finds the queue empty does: at the start, in the tail when tasks
+    // finish, and whenever the other tasks are all descheduled at once — a few percent alone,
+    // up to ~7.5% seen while the rest of the suite loads both cores, so the bound is a quarter.
     assert!(
-        counting.acquired() * 20 < sections,
+        counting.acquired() * 4 < sections,
         "{} external acquisitions for {sections} critical sections",
         counting.acquired()
     );
