@@ -58,6 +58,42 @@ pub use tierlock_core::{
     provider, scope,
 };
 
+/// Runs an `async fn` under a named lock (cargo feature `macros`, on by default).
+///
+/// `#[locked(locks, "order:{id}", timeout = "5s")]` takes the lock `order:{id}` (formatted from
+/// the function's parameters) from the manager `locks` before the body and releases it after,
+/// on every way out; nested calls on the same name re-enter. See the macro's own documentation
+/// below for the arguments, the errors and the default timeout.
+///
+/// ```
+/// use tierlock::{LockError, LockManager, MemoryProvider, locked};
+///
+/// struct Orders {
+///     locks: LockManager,
+/// }
+///
+/// impl Orders {
+///     #[locked(self.locks, "order:{id}", timeout = "5s")]
+///     async fn pay(&self, id: u64) -> Result<&'static str, LockError> {
+///         self.ship(id).await // locks "order:{id}" again: re-enters
+///     }
+///
+///     #[locked(self.locks, "order:{id}")]
+///     async fn ship(&self, id: u64) -> Result<&'static str, LockError> {
+///         Ok("shipped")
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), LockError> {
+/// let orders = Orders { locks: LockManager::new(MemoryProvider::new()) };
+/// assert_eq!(orders.pay(7).await?, "shipped");
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "macros")]
+pub use tierlock_macros::locked;
+
 #[cfg(feature = "file")]
 pub use tierlock_file::{
     DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, FileError, FileLockMode, FileProvider,
