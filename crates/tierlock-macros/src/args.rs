@@ -48,8 +48,8 @@ impl Parse for Args {
         }
         let manager: Expr = input.parse()?;
         if input.is_empty() || (input.peek(Token![,]) && input.peek2(syn::parse::End)) {
-            return Err(syn::Error::new(
-                input.span(),
+            return Err(syn::Error::new_spanned(
+                &manager,
                 format!("missing lock name after the lock manager; {USAGE}"),
             ));
         }

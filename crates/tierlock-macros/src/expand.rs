@@ -87,7 +87,7 @@ fn wrap(args: &Args, item: &ItemFn) -> syn::Result<TokenStream> {
     );
     // The conversion into the function's error type: a missing `From<LockError>` is reported at
     // the return type.
-    let from = quote_spanned!(return_type.span()=> ::core::convert::From::from);
+    let converted = quote_spanned!(return_type.span()=> ::core::convert::From::from(#error));
 
     Ok(quote! {
         #(#attrs)*
@@ -97,7 +97,7 @@ fn wrap(args: &Args, item: &ItemFn) -> syn::Result<TokenStream> {
             let #guard = match #krate::LockManager::lock(#manager, &#name_var, #timeout_var).await {
                 ::core::result::Result::Ok(#guard) => #guard,
                 ::core::result::Result::Err(#error) => {
-                    return ::core::result::Result::Err(#from(#error));
+                    return ::core::result::Result::Err(#converted);
                 }
             };
             // The body runs in this task (the same lock owner, so nested locks on the name
@@ -108,7 +108,7 @@ fn wrap(args: &Args, item: &ItemFn) -> syn::Result<TokenStream> {
                 (
                     ::core::result::Result::Ok(_),
                     ::core::result::Result::Err(#error @ #krate::LockError::Lost { .. }),
-                ) => ::core::result::Result::Err(#from(#error)),
+                ) => ::core::result::Result::Err(#converted),
                 (#output, _) => #output,
             }
         }
@@ -126,9 +126,12 @@ fn lock_name(args: &Args, sig: &syn::Signature) -> syn::Result<TokenStream> {
         }
         Ok(_) => Ok(quote!(::std::format!(#literal))),
         Err(problems) => {
-            let mut problems = problems
-                .into_iter()
-                .map(|problem| syn::Error::new(literal.span(), describe(&problem, &params)));
+            let mut problems = problems.into_iter().map(|problem| {
+                syn::Error::new(
+                    literal.span(),
+                    describe(&problem, &params, sig.receiver().is_some()),
+                )
+            });
             let mut error = problems.next().expect("an error has a problem");
             problems.for_each(|other| error.combine(other));
             Err(error)
@@ -136,9 +139,11 @@ fn lock_name(args: &Args, sig: &syn::Signature) -> syn::Result<TokenStream> {
     }
 }
 
-fn describe(problem: &NameProblem, params: &[String]) -> String {
-    let known = if params.is_empty() {
-        "the function has none".to_owned()
+fn describe(problem: &NameProblem, params: &[String], has_self: bool) -> String {
+    let known = if params.is_empty() && has_self {
+        "the function has no parameter besides `self`".to_owned()
+    } else if params.is_empty() {
+        "the function has no parameters".to_owned()
     } else {
         let list: Vec<String> = params.iter().map(|p| format!("`{p}`")).collect();
         format!("the function has {}", list.join(", "))
