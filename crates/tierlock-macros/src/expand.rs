@@ -87,7 +87,10 @@ fn wrap(args: &Args, item: &ItemFn) -> syn::Result<TokenStream> {
     );
     // The conversion into the function's error type: a missing `From<LockError>` is reported at
     // the return type.
-    let converted = quote_spanned!(return_type.span()=> ::core::convert::From::from(#error));
+    // (Only the path: a conversion spanned as user code would meet clippy's
+    // `useless_conversion` in functions that return `Result<_, LockError>` itself.)
+    let from = quote_spanned!(return_type.span()=> ::core::convert::From::from);
+    let converted = quote!(#from(#error));
 
     Ok(quote! {
         #(#attrs)*
