@@ -121,7 +121,8 @@ use proc_macro::TokenStream;
 ///   - if the body returned `Ok` but the release reports `LockError::Lost` (the external lock
 ///     was lost while held: another process may have held it during the body), the call
 ///     returns `Err(E::from(Lost))`: the work may not have been exclusive, so it must not pass
-///     as a plain success (use fencing tokens where that matters, see `docs/fencing.md`);
+///     as a plain success (use fencing tokens where that matters: `docs/fencing.md` in the
+///     repository);
 ///   - any other release error (the provider failed to confirm the release; it is freed when
 ///     its handle goes) does not turn a successful body into an error, because the body did
 ///     run under the lock. This differs from `LockManager::with_lock`, which reports every

@@ -19,6 +19,7 @@
 //! | `mssql` | `MssqlProvider`: SQL Server session applocks (`sp_getapplock`) | `tierlock-mssql` |
 //! | `sqlite` | `SqliteProvider`: leases with expiry and fencing tokens in an SQLite file, one host | `tierlock-sqlite` |
 //! | `redis` | `RedisProvider`: keys on one Redis server, renewed by a watchdog, with fencing tokens | `tierlock-redis` |
+//! | `macros` (default) | `locked`: the `#[locked(locks, "order:{id}")]` attribute, an `async fn` under a lock | `tierlock-macros` |
 //!
 //! Every provider is made the same way: `XxxProvider::builder(..)` returns an
 //! `XxxProviderBuilder` (`FileProviderBuilder`, `PostgresProviderBuilder`,
