@@ -440,3 +440,26 @@ async fn trait_methods() {
     };
     assert_eq!(state.run(1).await.unwrap(), 2);
 }
+
+// ---- other attributes --------------------------------------------------------------------------
+
+/// `#[tracing::instrument]` above `#[locked]`: the span is entered before the lock is taken.
+#[tracing::instrument(skip(locks), err(Debug))]
+#[locked(locks, "traced:{id}")]
+async fn traced_outside(locks: &LockManager, id: u32) -> AppResult<u32> {
+    Ok(id)
+}
+
+/// And below it: the span covers the body only.
+#[locked(locks, "traced:{id}")]
+#[tracing::instrument(skip(locks), ret)]
+async fn traced_inside(locks: &LockManager, id: u32) -> AppResult<u32> {
+    Ok(traced_outside(locks, id).await? + 1) // re-enters
+}
+
+#[tokio::test]
+async fn composes_with_tracing_instrument() {
+    let locks = memory();
+    assert_eq!(within(traced_inside(&locks, 4)).await.unwrap(), 5);
+    assert!(is_free(&locks, "traced:4").await);
+}
