@@ -331,6 +331,12 @@ impl Orders {
         Ok(self.paid)
     }
 
+    /// A result that borrows from `self`.
+    #[locked(self.locks, "first-paid")]
+    async fn first_paid(&self) -> AppResult<Option<&u64>> {
+        Ok(self.paid.first())
+    }
+
     /// An associated function, the manager by value.
     #[locked(locks, "static")]
     async fn associated(locks: LockManager) -> AppResult<()> {
@@ -351,6 +357,12 @@ async fn methods_and_manager_expressions() {
     assert_eq!(orders.pay(1).await.unwrap(), 1);
     assert_eq!(orders.pay(2).await.unwrap(), 2);
     assert!(is_free(&orders.shared, "order:1").await);
+    assert_eq!(orders.first_paid().await.unwrap(), Some(&1));
+    // The generated futures are `Send` wherever the function's own would be.
+    fn assert_send<T: Send>(_: &T) {}
+    assert_send(&orders.status(1));
+    assert_send(&orders.pay(3));
+    assert_send(&pay(&orders.locks, 3));
     Orders::associated(orders.locks.clone()).await.unwrap();
     let locks = orders.locks.clone();
     assert_eq!(orders.close().await.unwrap(), vec![1, 2]);
