@@ -85,10 +85,9 @@ fn wrap(args: &Args, item: &ItemFn) -> syn::Result<TokenStream> {
         local("__tierlock_output"),
         local("__tierlock_error"),
     );
-    // The conversion into the function's error type: a missing `From<LockError>` is reported at
-    // the return type.
-    // (Only the path: a conversion spanned as user code would meet clippy's
-    // `useless_conversion` in functions that return `Result<_, LockError>` itself.)
+    // The conversion into the function's error type. Its path carries the return type's span,
+    // so a missing `From<LockError>` is labelled there; only the path, because a whole call
+    // spanned as user code meets clippy's `useless_conversion` when `E` is `LockError` itself.
     let from = quote_spanned!(return_type.span()=> ::core::convert::From::from);
     let converted = quote!(#from(#error));
 
