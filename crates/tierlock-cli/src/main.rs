@@ -79,7 +79,6 @@
 #![deny(unsafe_code)]
 
 mod doctor;
-mod duration;
 mod target;
 
 use std::ffi::OsString;
@@ -148,7 +147,7 @@ struct RunArgs {
     name: String,
 
     /// How long to wait for the lock: 30s, 500ms, 2m, 1h, or 0 for one attempt.
-    #[arg(long, short = 't', default_value = "30s", value_parser = duration::parse)]
+    #[arg(long, short = 't', default_value = "30s", value_parser = tierlock::parse_duration)]
     timeout: Duration,
 
     /// Exit code when the lock is not acquired in time.
@@ -164,7 +163,7 @@ struct RunArgs {
 
     /// The lease's time to live (default 10s) with --dir in lease mode (implies --mode lease) or
     /// with --url sqlite:…: a holder that dies keeps the lock that long.
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[arg(long, value_name = "DURATION", value_parser = tierlock::parse_duration)]
     ttl: Option<Duration>,
 
     /// Say on stderr how the lock is kept (for --dir and sqlite: the mount, its class and the

@@ -52,6 +52,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod duration;
+
+pub use duration::{DurationError, parse_duration};
+
 pub use tierlock_core::{
     BoxError, ExternalLock, InvalidNameReason, Latch, LockError, LockGuard, LockManager, LockName,
     LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats, WaitStrategy,
