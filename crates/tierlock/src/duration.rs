@@ -206,18 +206,21 @@ mod tests {
             Err(DurationError::MissingUnit { .. })
         ));
         let err = parse_duration("5x").unwrap_err();
-        assert_eq!(err.to_string(), "\"5x\": unknown unit \"x\" (use ms, s, m, h)");
+        assert_eq!(
+            err.to_string(),
+            "\"5x\": unknown unit \"x\" (use ms, s, m, h)"
+        );
         let err = parse_duration("1.2.3s").unwrap_err();
-        assert!(err.to_string().contains("\"1.2.3\" is not a number"), "{err}");
+        assert!(
+            err.to_string().contains("\"1.2.3\" is not a number"),
+            "{err}"
+        );
     }
 
     #[test]
     fn huge_values_are_refused_not_wrapped() {
         let max_secs = u64::MAX.to_string();
-        assert_eq!(
-            parse_duration(&max_secs),
-            Ok(Duration::from_secs(u64::MAX))
-        );
+        assert_eq!(parse_duration(&max_secs), Ok(Duration::from_secs(u64::MAX)));
         for text in [
             format!("{max_secs}0"),
             format!("{max_secs}h"),
