@@ -644,7 +644,7 @@ fn file_left_out_names_its_feature() {
 #[test]
 fn mssql_is_built_without_connecting() {
     let locks = block_on(
-        ConnectOptions::new("mssql:server=tcp:db.invalid,1433;user id=u;password=p")
+        ConnectOptions::new("mssql:server=tcp:db.invalid,1433;user id=u;password=hunter2")
             .unwrap()
             .namespace("ns")
             .fencing(true)
@@ -652,4 +652,6 @@ fn mssql_is_built_without_connecting() {
     )
     .unwrap();
     assert_eq!(locks.provider().kind(), "mssql");
+    let debug = format!("{locks:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
 }
