@@ -106,8 +106,10 @@ async fn held_elsewhere_times_out_and_keeps_the_connection() {
         "gave up early: {:?}",
         start.elapsed()
     );
-    // The waiting connection did nothing wrong: it went back to the pool.
-    assert_eq!(b.idle_connections(), 1);
+    // The waiting connection did nothing wrong: it went back to the pool (on Babelfish a
+    // session that had a request refused is closed instead).
+    let pooled = usize::from(b.server_kind() != Some(ServerKind::Babelfish));
+    assert_eq!(b.idle_connections(), pooled);
     held.release().await.expect("release");
     assert_eq!(a.idle_connections(), 1);
     assert!(is_free(&b, "timeout").await);
