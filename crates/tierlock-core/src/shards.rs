@@ -1,26 +1,43 @@
-//! The map under the in-process tier: name → entry, split into shards, each a
-//! `parking_lot::Mutex` around a `hashbrown::HashTable`.
+//! The map under the in-process tier: name → entry, split into shards, each a mutex around a
+//! `hashbrown::HashTable`.
 //!
 //! Why not a `DashMap<SmolStr, _>`: its entry API needs an owned key before the lookup, so every
 //! acquisition — re-entries and queued waits included — paid for building the key, and it has
-//! no way to hash once and reuse the hash. Here a lookup is by `&str` with one hash, and the
-//! owned key is built only when an entry is inserted. Re-entry went from about 105 to 70 ns
-//! (see `docs/benchmarks.md`).
+//! no way to hash once and reuse the hash. Here a lookup is by `&str` with one hash, the owned
+//! key is built only when an entry is inserted, and the [`Key`] handed back keeps the hash so
+//! that later operations on the entry (release, withdraw) do not hash again. Re-entry went from
+//! about 105 to 70 ns with this map (see `docs/benchmarks.md`).
 //!
-//! Each shard's lock is held for a few instructions and never across an `.await`.
+//! Entries are reached only through closures run under the shard's lock: no reference into the
+//! map can be held across an `.await`, and each shard's lock is held for a few instructions.
 
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use smol_str::SmolStr;
+
+use crate::sync::{Mutex, MutexGuard};
 
 /// Names are chosen by the application, not by an attacker who could flood one bucket, and
 /// hashing is on every acquisition: a fast hasher, randomly seeded per map.
 type Hasher = foldhash::fast::RandomState;
 
 type Slots<V> = HashTable<(u64, SmolStr, V)>;
+
+/// A name as stored in the map, with its hash: what the tier's handles keep to find the entry
+/// again without hashing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    hash: u64,
+    name: SmolStr,
+}
+
+impl Key {
+    pub(crate) fn name(&self) -> &SmolStr {
+        &self.name
+    }
+}
 
 /// One shard, on its own cache lines so that shards do not share them.
 #[repr(align(128))]
@@ -55,10 +72,9 @@ impl<V> Map<V> {
         }
     }
 
-    fn shard(&self, name: &str) -> (u64, MutexGuard<'_, Slots<V>>) {
-        let hash = self.hasher.hash_one(name);
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Slots<V>> {
         let index = usize::try_from(hash >> self.shift).unwrap_or(0);
-        (hash, self.shards[index].0.lock())
+        self.shards[index].0.lock()
     }
 
     /// Looks `name` up under its shard's lock and lets `f` act on the slot; if it is vacant and
@@ -67,53 +83,49 @@ impl<V> Map<V> {
         &self,
         name: &str,
         f: impl FnOnce(Slot<'_, V>) -> (Option<V>, R),
-    ) -> (SmolStr, R) {
-        let (hash, mut slots) = self.shard(name);
+    ) -> (Key, R) {
+        let hash = self.hasher.hash_one(name);
+        let mut slots = self.shard(hash);
         match slots.entry(hash, |s| s.0 == hash && s.1 == name, |s| s.0) {
             TableEntry::Occupied(mut occupied) => {
                 let slot = occupied.get_mut();
                 let (_, result) = f(Slot::Occupied(&mut slot.2));
-                (slot.1.clone(), result)
+                let name = slot.1.clone();
+                (Key { hash, name }, result)
             }
             TableEntry::Vacant(vacant) => {
                 let (value, result) = f(Slot::Vacant);
-                let key = SmolStr::new(name);
+                let name = SmolStr::new(name);
                 if let Some(value) = value {
-                    vacant.insert((hash, key.clone(), value));
+                    vacant.insert((hash, name.clone(), value));
                 }
-                (key, result)
+                (Key { hash, name }, result)
             }
         }
     }
 
-    /// The entry for `name`, locked, if there is one.
-    pub(crate) fn get_mut(&self, name: &str) -> Option<MappedMutexGuard<'_, V>> {
-        let (hash, slots) = self.shard(name);
-        MutexGuard::try_map(slots, |slots| {
-            slots
-                .find_mut(hash, |s| s.0 == hash && s.1 == name)
-                .map(|s| &mut s.2)
-        })
-        .ok()
+    /// Runs `f` on the entry for `key` under its shard's lock, if there is one.
+    pub(crate) fn with<R>(&self, key: &Key, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let mut slots = self.shard(key.hash);
+        let slot = slots.find_mut(key.hash, |s| s.0 == key.hash && s.1 == key.name)?;
+        Some(f(&mut slot.2))
     }
 
-    /// Runs `f` on the entry for `name` under its shard's lock; removes the entry if `f` returns
-    /// true. Returns the removed entry (to drop after the lock is released).
-    pub(crate) fn remove_if_mut(
+    /// Runs `f` on the entry for `key` under its shard's lock; removes the entry if `f` says so.
+    /// Returns `f`'s result and the removed entry (to drop after the lock is released).
+    pub(crate) fn remove_if<R>(
         &self,
-        name: &str,
-        f: impl FnOnce(&mut V) -> bool,
-    ) -> Option<(SmolStr, V)> {
-        let (hash, mut slots) = self.shard(name);
-        let Ok(mut occupied) = slots.find_entry(hash, |s| s.0 == hash && s.1 == name) else {
+        key: &Key,
+        f: impl FnOnce(&mut V) -> (bool, R),
+    ) -> Option<(R, Option<V>)> {
+        let mut slots = self.shard(key.hash);
+        let Ok(mut occupied) = slots.find_entry(key.hash, |s| s.0 == key.hash && s.1 == key.name)
+        else {
             return None;
         };
-        if f(&mut occupied.get_mut().2) {
-            let ((_, key, value), _) = occupied.remove();
-            Some((key, value))
-        } else {
-            None
-        }
+        let (remove, result) = f(&mut occupied.get_mut().2);
+        let removed = remove.then(|| occupied.remove().0.2);
+        Some((result, removed))
     }
 
     /// Number of entries (a sum over the shards, each locked in turn).
@@ -131,7 +143,7 @@ impl<V> Map<V> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -142,7 +154,7 @@ mod tests {
             assert!(matches!(slot, Slot::Vacant));
             (Some(1), ())
         });
-        assert_eq!(key, "a");
+        assert_eq!(key.name(), "a");
         map.upsert("a", |slot| match slot {
             Slot::Occupied(v) => {
                 *v += 1;
@@ -150,28 +162,29 @@ mod tests {
             }
             Slot::Vacant => panic!("lost the entry"),
         });
-        assert_eq!(map.get_mut("a").map(|v| *v), Some(2));
-        assert!(map.get_mut("b").is_none());
+        assert_eq!(map.with(&key, |v| *v), Some(2));
         // A vacant slot without a value stays vacant.
-        map.upsert("b", |_| (None, ()));
+        let (b, ()) = map.upsert("b", |_| (None, ()));
+        assert!(map.with(&b, |_| ()).is_none());
         assert_eq!(map.len(), 1);
-        assert!(map.remove_if_mut("a", |v| *v == 3).is_none());
-        assert_eq!(map.remove_if_mut("a", |v| *v == 2), Some(("a".into(), 2)));
+        assert_eq!(map.remove_if(&key, |v| (*v == 3, *v)), Some((2, None)));
+        assert_eq!(map.remove_if(&key, |v| (*v == 2, ())), Some(((), Some(2))));
         assert_eq!(map.len(), 0);
+        assert!(map.remove_if(&key, |_| (true, ())).is_none());
     }
 
     #[test]
     fn many_names_spread_and_come_back() {
         let map = Map::new();
-        for i in 0..10_000 {
-            map.upsert(&format!("name:{i}"), |_| (Some(i), ()));
-        }
+        let keys: Vec<Key> = (0..10_000)
+            .map(|i| map.upsert(&format!("name:{i}"), |_| (Some(i), ())).0)
+            .collect();
         assert_eq!(map.len(), 10_000);
         let mut sum = 0;
         map.for_each(|v| sum += v);
         assert_eq!(sum, (0..10_000).sum::<i32>());
-        for i in 0..10_000 {
-            assert!(map.remove_if_mut(&format!("name:{i}"), |_| true).is_some());
+        for key in &keys {
+            assert!(map.remove_if(key, |_| (true, ())).is_some());
         }
         assert_eq!(map.len(), 0);
     }
