@@ -2,7 +2,7 @@
 //!
 //! Normal builds use `parking_lot`'s mutex and `std`'s atomics and `Arc`. Built with
 //! `RUSTFLAGS="--cfg loom"`, the same names are `loom`'s model-checked types, so the loom models
-//! (`tests/loom.rs`) explore every interleaving of the code that uses them: the shards of the
+//! (`table/models.rs`) explore every interleaving of the code that uses them: the shards of the
 //! map ([`crate::shards`]), the waiter's grant state and waker slot ([`crate::table`]). The
 //! shape is tokio's `src/loom`: the tier's code never names `parking_lot` or `std::sync`.
 //!

@@ -32,7 +32,7 @@
 //!
 //! # Invariants
 //!
-//! Checked by the loom models (`tests/loom.rs`) in every interleaving and by the stress tests:
+//! Checked by the loom models (`table/models.rs`) in every interleaving and by the stress tests:
 //!
 //! * at most one holder per name; `Held(n)` counts exactly the holder's live guards;
 //! * an entry exists iff it has a holder: it is removed in the same critical section in which
@@ -45,6 +45,8 @@
 //! The tickets that own the unfinished states ([`Queued`], [`Escalation`]) and their `Drop`s
 //! are in [`tickets`]; the waiter and its wake-up protocol in [`waiter`].
 
+#[cfg(all(test, loom))]
+mod models;
 mod tickets;
 mod waiter;
 
@@ -430,7 +432,7 @@ impl Table {
     }
 
     /// The state of `key`'s entry: its holder and hold, and how many wait. For the models.
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) fn inspect(&self, key: &Key) -> Option<(Holder, Hold, usize)> {
         self.entries
             .with(key, |e| (e.holder, e.hold, e.queue.len()))

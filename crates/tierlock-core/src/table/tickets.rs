@@ -82,12 +82,6 @@ impl<'a> Queued<'a> {
             Grant::Waiting => Turn::TimedOut(key),
         }
     }
-
-    /// The waiter, for the models.
-    #[cfg(loom)]
-    pub(crate) fn waiter(&self) -> Option<&Arc<Waiter>> {
-        self.waiter.as_ref()
-    }
 }
 
 impl Drop for Queued<'_> {
