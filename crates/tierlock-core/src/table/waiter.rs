@@ -66,10 +66,10 @@ impl Waiter {
     pub(crate) fn grant(&self, grant: Grant, wakeups: &mut Wakeups) {
         debug_assert_ne!(grant, Grant::Waiting);
         debug_assert_eq!(self.grant_state(), Grant::Waiting, "granted twice");
+        self.state.store(grant as u8, Ordering::Release);
         if let Some(waker) = self.waker.lock().take() {
             wakeups.push(waker);
         }
-        self.state.store(grant as u8, Ordering::Release);
     }
 }
 
