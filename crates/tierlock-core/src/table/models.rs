@@ -463,3 +463,50 @@ fn loom_reentry_queued_during_escalation() {
         check_empty(&table, &remote);
     });
 }
+
+/// A waiter's deadline passes just as its turn comes: the holder lets go (abandoning its
+/// escalation, or releasing the lock) while the waiter times out, with a third party waiting.
+/// A late escalation must be passed on, a late grant kept and released by its caller.
+fn deadline_passes_as_the_turn_comes(abandon: bool) {
+    let table = escalating();
+    let remote = Arc::new(Remote::default());
+    let section = Arc::new(Section::default());
+    let a = Party::new(&table, &remote, &section);
+    let (escalation, key) = if abandon {
+        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, true) else {
+            panic!("the first request did not escalate");
+        };
+        (Some(escalation), None)
+    } else {
+        (None, Some(a.lock()))
+    };
+
+    let b = Party::new(&table, &remote, &section);
+    let late = thread::spawn(move || match b.table.enter(NAME, b.holder, true) {
+        Enter::Queued(queued) => b.give_up(queued.time_out()),
+        Enter::Escalate(escalation) => drop(escalation),
+        _ => panic!("unexpected"),
+    });
+    let c = Party::new(&table, &remote, &section);
+    let patient = thread::spawn(move || {
+        let key = c.lock();
+        c.unlock(&key, true);
+    });
+    drop(escalation);
+    if let Some(key) = key {
+        a.unlock(&key, true);
+    }
+    late.join().unwrap();
+    patient.join().unwrap();
+    check_empty(&table, &remote);
+}
+
+#[test]
+fn loom_deadline_passes_as_an_escalation_is_abandoned() {
+    check(|| deadline_passes_as_the_turn_comes(true));
+}
+
+#[test]
+fn loom_deadline_passes_as_the_lock_is_released() {
+    check(|| deadline_passes_as_the_turn_comes(false));
+}

@@ -49,7 +49,7 @@ impl<'a> Queued<'a> {
 
     /// Waits until the turn comes or `deadline` passes. Cancel-safe: dropping the future drops
     /// the ticket, which withdraws.
-    pub(crate) async fn wait(mut self, deadline: Option<Instant>) -> Turn<'a> {
+    pub(crate) async fn wait(self, deadline: Option<Instant>) -> Turn<'a> {
         let granted = match (&self.waiter, deadline) {
             (None, _) => None,
             (Some(waiter), None) => Some(WaitGranted(waiter).await),
@@ -59,22 +59,35 @@ impl<'a> Queued<'a> {
                     .ok()
             }
         };
-        let (table, key) = (self.table, self.key.clone());
-        let Some(waiter) = self.waiter.take() else {
-            debug_assert!(false, "a queued ticket was completed twice");
-            return Turn::TimedOut(key);
-        };
-        let grant = match granted {
-            Some(grant) => grant,
-            // Out of time: leave the queue, unless the turn came meanwhile.
-            None => match table.withdraw(&key, &waiter) {
+        match granted {
+            Some(grant) => self.complete(grant),
+            None => self.time_out(),
+        }
+    }
+
+    /// The deadline passed: leaves the queue, unless the turn came meanwhile. A late grant is
+    /// kept (the lock is the caller's); a late escalation is abandoned (no time is left to
+    /// take the external lock).
+    pub(crate) fn time_out(self) -> Turn<'a> {
+        let grant = match &self.waiter {
+            Some(waiter) => match self.table.withdraw(&self.key, waiter) {
                 Grant::Escalate => {
-                    // Our turn came as the deadline passed: too late to take the external lock.
-                    drop(Escalation::new(table, key.clone(), waiter.holder));
+                    drop(Escalation::new(self.table, self.key.clone(), waiter.holder));
                     Grant::Waiting
                 }
                 grant => grant,
             },
+            None => Grant::Waiting,
+        };
+        self.complete(grant)
+    }
+
+    /// Turns the ticket into the turn it was given.
+    fn complete(mut self, grant: Grant) -> Turn<'a> {
+        let (table, key) = (self.table, self.key.clone());
+        let Some(waiter) = self.waiter.take() else {
+            debug_assert!(false, "a queued ticket was completed twice");
+            return Turn::TimedOut(key);
         };
         match grant {
             Grant::Granted => Turn::Granted(key),
