@@ -4,7 +4,12 @@
 //!
 //! # States
 //!
-//! A name is *absent* (no entry), or its entry has a holder and is in one of two states:
+//! A name is *absent* (no entry), or its entry is in one of three states:
+//!
+//! * [`Hold::Idle`]: nobody holds or awaits the name; the entry is kept for the next
+//!   acquisition, which reuses it instead of inserting one. It has no holder, no waiter and no
+//!   external lock, and counts for nothing ([`Table::len`] skips it). The map sweeps idle
+//!   entries when a shard has too many (see [`crate::shards`]), so they stay bounded.
 //!
 //! * [`Hold::Escalating`]: the holder was given the name and is taking the external lock. It
 //!   holds an [`Escalation`] ticket and no guard yet; a request by the same owner queues (it
@@ -15,15 +20,16 @@
 //! The transitions, each made under the entry's shard lock:
 //!
 //! ```text
-//!  absent ──enter──▶ Held(1)                (memory table)
-//!  absent ──enter──▶ Escalating             (escalating table)
+//!  absent | Idle ──enter──▶ Held(1)                (memory table)
+//!  absent | Idle ──enter──▶ Escalating             (escalating table)
 //!  Escalating ──install──▶ Held(1 + queued re-entries)
-//!  Escalating ──abandon──▶ next waiter Escalating | absent
+//!  Escalating ──abandon──▶ next waiter Escalating | Idle
 //!  Held(n) ──enter by the holder──▶ Held(n + 1)
 //!  Held(n + 1) ──release──▶ Held(n)
 //!  Held(1) ──release, turn boundary──▶ next waiter Held(1)      (hand-off, external kept)
 //!                                    ▶ next waiter Escalating   (hand-back: external released)
-//!                                    ▶ absent                   (nobody waits: external released)
+//!                                    ▶ Idle                     (nobody waits: external released)
+//!  Idle ──sweep──▶ absent
 //! ```
 //!
 //! A waiter in the queue is told its turn through its [`Grant`] (written under the shard
@@ -35,8 +41,9 @@
 //! Checked by the loom models (`table/models.rs`) in every interleaving and by the stress tests:
 //!
 //! * at most one holder per name; `Held(n)` counts exactly the holder's live guards;
-//! * an entry exists iff it has a holder: it is removed in the same critical section in which
-//!   its holder goes and no waiter is left, so idle names cost nothing;
+//! * an entry is live (not `Idle`) iff it has a holder: it goes idle in the same critical
+//!   section in which its holder goes and no waiter is left; an idle entry has no waiter and
+//!   no external lock;
 //! * every waiter in a queue is either the head-to-be of a future turn boundary or abandon, or
 //!   is granted and woken: nobody is left queued with nobody to wake it;
 //! * an escalating table's entry has its external lock exactly while it is `Held`; an external
@@ -57,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use crate::owner::Owner;
 use crate::provider::ExternalLock;
-use crate::shards::{Key, Map, Slot};
+use crate::shards::{Key, Live, Map, Slot};
 use crate::sync::Arc;
 
 pub(crate) use tickets::{Escalation, Queued, Turn};
@@ -74,6 +81,8 @@ pub(crate) struct Holder {
 /// What the holder of an entry has (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hold {
+    /// Nobody holds or awaits the name; the entry waits for reuse or the next sweep.
+    Idle,
     /// Taking the external lock; no guard yet.
     Escalating,
     /// This many live guards, and the external lock if the table escalates.
@@ -109,6 +118,24 @@ impl Entry {
             _ => None,
         }
     }
+
+    /// Nobody is left: the entry goes idle, giving up its external lock.
+    fn go_idle(&mut self) -> Option<Box<dyn ExternalLock>> {
+        debug_assert!(self.queue.is_empty(), "an entry went idle with waiters");
+        self.hold = Hold::Idle;
+        self.yield_until = None;
+        if self.queue.capacity() > 8 {
+            // A burst of waiters is over: do not keep its memory in an idle entry.
+            self.queue = VecDeque::new();
+        }
+        self.external.take()
+    }
+}
+
+impl Live for Entry {
+    fn is_live(&self) -> bool {
+        self.hold != Hold::Idle
+    }
 }
 
 /// The outcome of [`Table::enter`].
@@ -135,7 +162,7 @@ pub(crate) enum Outcome {
     /// The external lock was released at this turn boundary because another process asked for
     /// it (or it was lost); the next local waiter takes it again.
     HandedBack,
-    /// Nobody else wanted the name; the entry is gone.
+    /// Nobody else wanted the name; the entry is idle.
     Removed,
     /// The caller did not hold the name (a bug; nothing was changed).
     NotHeld,
@@ -212,12 +239,18 @@ impl Table {
             Busy,
             Queued(Arc<Waiter>),
         }
-        let escalates = self.escalates();
+        let (first, found_first) = if self.escalates() {
+            (Hold::Escalating, Found::Escalate)
+        } else {
+            (Hold::Held(ONE), Found::Acquired)
+        };
         let (key, found) = self.entries.upsert(name, |slot| match slot {
-            Slot::Vacant if escalates => {
-                (Some(Entry::new(holder, Hold::Escalating)), Found::Escalate)
+            Slot::Vacant => (Some(Entry::new(holder, first)), found_first),
+            Slot::Occupied(entry) if entry.hold == Hold::Idle => {
+                entry.holder = holder;
+                entry.hold = first;
+                (None, found_first)
             }
-            Slot::Vacant => (Some(Entry::new(holder, Hold::Held(ONE))), Found::Acquired),
             Slot::Occupied(entry) => {
                 let found = if let Some(count) = entry.held_by(holder) {
                     entry.hold = Hold::Held(count.saturating_add(1));
@@ -259,37 +292,31 @@ impl Table {
 
     /// Drops one guard of `holder`. At the last one this is a turn boundary: the next local
     /// waiter gets the name (keeping the external lock unless another process asked for it),
-    /// or the entry goes and the external lock is returned to the caller for release.
+    /// or the entry goes idle and the external lock is returned to the caller for release.
     pub(crate) fn release(&self, key: &Key, holder: Holder) -> Release {
         let mut wakeups = Wakeups::default();
-        let found = self.entries.remove_if(key, |entry| {
+        let release = self.entries.with(key, |entry| {
             let mut release = Release {
                 outcome: Outcome::NotHeld,
                 external: None,
                 lost: false,
             };
             let Some(count) = entry.held_by(holder) else {
-                return (false, release);
+                return release;
             };
             if let Some(fewer) = NonZeroU32::new(count.get() - 1) {
                 entry.hold = Hold::Held(fewer);
                 release.outcome = Outcome::Nested;
-                return (false, release);
+            } else {
+                self.turn_boundary(entry, &mut release, &mut wakeups);
             }
-            let remove = self.turn_boundary(entry, &mut release, &mut wakeups);
-            (remove, release)
+            release
         });
-        let release = match found {
-            Some((release, removed)) => {
-                drop(removed);
-                release
-            }
-            None => Release {
-                outcome: Outcome::NotHeld,
-                external: None,
-                lost: false,
-            },
-        };
+        let release = release.unwrap_or(Release {
+            outcome: Outcome::NotHeld,
+            external: None,
+            lost: false,
+        });
         debug_assert!(
             release.outcome != Outcome::NotHeld,
             "released a name not held"
@@ -298,17 +325,12 @@ impl Table {
         release
     }
 
-    /// The holder of `entry` has just let go. Returns true if the entry must be removed.
-    fn turn_boundary(
-        &self,
-        entry: &mut Entry,
-        release: &mut Release,
-        wakeups: &mut Wakeups,
-    ) -> bool {
+    /// The holder of `entry` has just let go.
+    fn turn_boundary(&self, entry: &mut Entry, release: &mut Release, wakeups: &mut Wakeups) {
         if entry.queue.is_empty() {
             release.outcome = Outcome::Removed;
-            release.external = entry.external.take();
-            return true;
+            release.external = entry.go_idle();
+            return;
         }
         release.outcome = Outcome::HandedOff;
         if let Some(external) = &entry.external {
@@ -325,7 +347,6 @@ impl Table {
             }
         }
         self.grant_next(entry, wakeups);
-        false
     }
 
     /// Makes the head of the queue the holder. The entry's holder must have let go.
@@ -371,22 +392,23 @@ impl Table {
     }
 
     /// The escalating holder gives up (timeout, error or cancellation): the next waiter
-    /// escalates in its place, or the entry goes.
+    /// escalates in its place, or the entry goes idle.
     fn abandon(&self, key: &Key, holder: Holder) {
         let mut wakeups = Wakeups::default();
-        let found = self.entries.remove_if(key, |entry| {
+        let found = self.entries.with(key, |entry| {
             if entry.holder != holder || entry.hold != Hold::Escalating {
                 debug_assert!(false, "abandoned an escalation not in progress");
-                return (false, ());
+            } else if entry.queue.is_empty() {
+                let external = entry.go_idle();
+                debug_assert!(
+                    external.is_none(),
+                    "an escalating entry had an external lock"
+                );
+            } else {
+                self.grant_next(entry, &mut wakeups);
             }
-            if entry.queue.is_empty() {
-                return (true, ());
-            }
-            self.grant_next(entry, &mut wakeups);
-            (false, ())
         });
         debug_assert!(found.is_some(), "an escalating entry is gone");
-        drop(found);
         wakeups.wake();
     }
 
@@ -413,7 +435,7 @@ impl Table {
             .flatten()
     }
 
-    /// Number of entries (names held or awaited).
+    /// Number of live entries (names held or awaited); idle entries do not count.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
