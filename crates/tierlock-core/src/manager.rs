@@ -293,14 +293,20 @@ impl LockManager {
                     .await
             }
             Enter::Queued(queued) => {
-                let start = Instant::now();
-                let deadline = start.checked_add(timeout);
+                // Without a timeout there is no deadline, and the clock is not read: a local
+                // hand-off is the hot path of a contended name.
+                let start = (timeout != Duration::MAX).then(Instant::now);
+                let deadline = start.and_then(|start| start.checked_add(timeout));
                 match queued.wait(deadline).await {
                     Turn::Granted(key) => Ok(self.guard(key, holder)),
                     Turn::Escalate(escalation) => {
+                        let start = start.unwrap_or_else(Instant::now);
                         self.escalate(escalation, holder, start, deadline).await
                     }
-                    Turn::TimedOut(key) => Err(inner.timeout(&key, start.elapsed())),
+                    Turn::TimedOut(key) => {
+                        let waited = start.map_or(Duration::ZERO, |start| start.elapsed());
+                        Err(inner.timeout(&key, waited))
+                    }
                 }
             }
         }

@@ -184,7 +184,7 @@ impl<V: Live> Map<V> {
     }
 
     /// Number of entries, idle ones included.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn stored(&self) -> usize {
         self.shards
             .iter()
