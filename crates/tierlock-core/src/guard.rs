@@ -86,7 +86,7 @@ impl LockGuard {
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
         self.held = false;
-        let release = self.inner.release(&self.key, self.holder);
+        let release = self.inner.release(&self.key, &self.holder);
         let lost = || LockError::Lost {
             name: self.name().to_string(),
         };
@@ -159,7 +159,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.held {
-            if let Some(external) = self.inner.release(&self.key, self.holder).external {
+            if let Some(external) = self.inner.release(&self.key, &self.holder).external {
                 dispose_external(external);
             }
         }

@@ -128,7 +128,7 @@ struct MemoryLock {
 impl Drop for MemoryLock {
     fn drop(&mut self) {
         // The memory table never escalates, so a release hands back no external lock.
-        let _ = self.table.release(&self.key, self.holder);
+        let _ = self.table.release(&self.key, &self.holder);
     }
 }
 

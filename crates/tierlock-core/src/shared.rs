@@ -39,7 +39,7 @@ impl Inner {
     }
 
     /// Releases one guard; returns the external lock if this boundary gave it up.
-    pub(crate) fn release(&self, key: &Key, holder: Holder) -> Release {
+    pub(crate) fn release(&self, key: &Key, holder: &Holder) -> Release {
         let release = self.table.release(key, holder);
         let counter = match release.outcome {
             Outcome::HandedOff => Some(&self.counters.local_handoffs),

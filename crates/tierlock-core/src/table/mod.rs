@@ -112,9 +112,9 @@ impl Entry {
         }
     }
 
-    fn held_by(&self, holder: Holder) -> Option<NonZeroU32> {
+    fn held_by(&self, holder: &Holder) -> Option<NonZeroU32> {
         match self.hold {
-            Hold::Held(count) if self.holder == holder => Some(count),
+            Hold::Held(count) if self.holder == *holder => Some(count),
             _ => None,
         }
     }
@@ -252,7 +252,7 @@ impl Table {
                 (None, found_first)
             }
             Slot::Occupied(entry) => {
-                let found = if let Some(count) = entry.held_by(holder) {
+                let found = if let Some(count) = entry.held_by(&holder) {
                     entry.hold = Hold::Held(count.saturating_add(1));
                     Found::Reentered
                 } else if may_wait {
@@ -293,7 +293,7 @@ impl Table {
     /// Drops one guard of `holder`. At the last one this is a turn boundary: the next local
     /// waiter gets the name (keeping the external lock unless another process asked for it),
     /// or the entry goes idle and the external lock is returned to the caller for release.
-    pub(crate) fn release(&self, key: &Key, holder: Holder) -> Release {
+    pub(crate) fn release(&self, key: &Key, holder: &Holder) -> Release {
         let mut wakeups = Wakeups::default();
         let release = self.entries.with(key, |entry| {
             let mut release = Release {

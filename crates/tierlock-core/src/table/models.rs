@@ -220,7 +220,7 @@ impl Party {
         if last {
             self.section.leave();
         }
-        let mut release = self.table.release(key, self.holder);
+        let mut release = self.table.release(key, &self.holder);
         assert_ne!(release.outcome, Outcome::NotHeld);
         drop(release.external.take());
         release
