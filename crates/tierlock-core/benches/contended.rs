@@ -168,8 +168,29 @@ fn interleaved(group: &str, workers: usize, variants: &[(&'static str, Variant)]
     }
     eprintln!(
         "{group}, interleaved, {workers} worker(s): {INTERLEAVED_ROUNDS} rounds of {TASKS} tasks \
-         x {CYCLES} cycles; M critical sections/s: median [p10 p90]"
+         x {CYCLES} cycles; load {}; M critical sections/s: median [p10 p90]",
+        common::load_average()
     );
+    // Paired: tierlock without timeout against naive A, and both with timeouts, per round.
+    let find = |wanted: &str| variants.iter().position(|(name, _)| *name == wanted);
+    for (v, base) in [
+        ("tierlock_no_timeout", "naive_a_get_then_insert"),
+        ("tierlock_timeout_1s", "naive_a_timeout_1s"),
+    ] {
+        if let (Some(v), Some(b)) = (find(v), find(base)) {
+            let mut ratios: Vec<f64> = rates[v].iter().zip(&rates[b]).map(|(x, y)| x / y).collect();
+            ratios.sort_by(f64::total_cmp);
+            let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+            eprintln!(
+                "  paired ratio {} / {}: median {:.2} [{:.2} {:.2}]",
+                variants[v].0,
+                variants[b].0,
+                at(0.5),
+                at(0.1),
+                at(0.9)
+            );
+        }
+    }
     for ((name, _), rates) in variants.iter().zip(&mut rates) {
         rates.sort_by(f64::total_cmp);
         let at = |q: f64| rates[((rates.len() - 1) as f64 * q).round() as usize];

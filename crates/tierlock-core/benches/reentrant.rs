@@ -6,12 +6,57 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::{SHORT_NAME, TIMEOUT, current_thread, in_task};
+use std::sync::Arc;
+
+use common::{SHORT_NAME, TIMEOUT, Timed, current_thread, in_task, interleaved};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tierlock_core::{LockManager, MemoryProvider};
 
+/// The paired comparison of `common::interleaved`: a re-entry (acquire + release while the
+/// task holds the name) against a bare `tokio::sync::Mutex` lock + unlock, each timed in every
+/// round.
+fn paired(rt: &tokio::runtime::Runtime) {
+    let locks = LockManager::new(MemoryProvider::new());
+    let mutex = Arc::new(tokio::sync::Mutex::new(()));
+    let mut variants: Vec<Timed<'_>> = vec![
+        ("tierlock_reentry", {
+            let locks = locks.clone();
+            Box::new(move |iters| {
+                let locks = locks.clone();
+                in_task(rt, async move {
+                    let outer = locks.lock(SHORT_NAME, TIMEOUT).await.unwrap();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(
+                            locks.lock(black_box(SHORT_NAME), TIMEOUT).await.unwrap(),
+                        ));
+                    }
+                    let elapsed = start.elapsed();
+                    drop(outer);
+                    elapsed
+                })
+            })
+        }),
+        ("tokio_mutex", {
+            Box::new(move |iters| {
+                let mutex = Arc::clone(&mutex);
+                in_task(rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(black_box(&*mutex).lock().await));
+                    }
+                    start.elapsed()
+                })
+            })
+        }),
+    ];
+    interleaved("reentrant", 40, 100_000, &mut variants, &[(0, 1)]);
+    assert_eq!(locks.stats().entries, 0);
+}
+
 fn reentrant(c: &mut Criterion) {
     let rt = current_thread();
+    paired(&rt);
     let mut group = c.benchmark_group("reentrant");
     group.throughput(Throughput::Elements(1));
 

@@ -10,12 +10,101 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{LONG_NAME, NaiveFold, NaiveStd, SHORT_NAME, TIMEOUT, current_thread, in_task};
+use common::{
+    LONG_NAME, NaiveFold, NaiveStd, SHORT_NAME, TIMEOUT, Timed, current_thread, in_task,
+    interleaved,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tierlock_core::{LockManager, MemoryProvider};
 
+/// The paired comparison of `common::interleaved`, short names: tierlock against the naive
+/// keyed locks and a bare tokio mutex, each timed in every round.
+fn paired(rt: &tokio::runtime::Runtime) {
+    let locks = LockManager::new(MemoryProvider::new());
+    let (a, b, c) = (
+        Arc::new(NaiveStd::new()),
+        Arc::new(NaiveStd::new()),
+        Arc::new(NaiveStd::new()),
+    );
+    let mutex = Arc::new(tokio::sync::Mutex::new(()));
+    let mut variants: Vec<Timed<'_>> = vec![
+        ("tierlock", {
+            let locks = locks.clone();
+            Box::new(move |iters| {
+                let locks = locks.clone();
+                in_task(rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(
+                            locks.lock(black_box(SHORT_NAME), TIMEOUT).await.unwrap(),
+                        ));
+                    }
+                    start.elapsed()
+                })
+            })
+        }),
+        ("naive_a_get_then_insert", {
+            Box::new(move |iters| {
+                let a = Arc::clone(&a);
+                in_task(rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(a.lock_a(black_box(SHORT_NAME)).await));
+                    }
+                    start.elapsed()
+                })
+            })
+        }),
+        ("naive_b_entry", {
+            Box::new(move |iters| {
+                let b = Arc::clone(&b);
+                in_task(rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(b.lock_b(black_box(SHORT_NAME)).await));
+                    }
+                    start.elapsed()
+                })
+            })
+        }),
+        ("naive_c_cleanup", {
+            Box::new(move |iters| {
+                let c = Arc::clone(&c);
+                in_task(rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(c.lock_c(black_box(SHORT_NAME)).await));
+                    }
+                    start.elapsed()
+                })
+            })
+        }),
+        ("tokio_mutex", {
+            Box::new(move |iters| {
+                let mutex = Arc::clone(&mutex);
+                in_task(rt, async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(black_box(&*mutex).lock().await));
+                    }
+                    start.elapsed()
+                })
+            })
+        }),
+    ];
+    interleaved(
+        "uncontended (short name)",
+        40,
+        100_000,
+        &mut variants,
+        &[(0, 1), (0, 3), (0, 4)],
+    );
+    assert_eq!(locks.stats().entries, 0);
+}
+
 fn uncontended(c: &mut Criterion) {
     let rt = current_thread();
+    paired(&rt);
     let mut group = c.benchmark_group("uncontended");
     group.throughput(Throughput::Elements(1));
 

@@ -84,6 +84,18 @@ pub enum LockError {
         /// The lock name.
         name: String,
     },
+
+    /// An internal invariant of tierlock's in-process tier was found broken: a bug in tierlock,
+    /// please report it. Nothing is held (the external lock taken meanwhile was released).
+    /// Debug builds panic at the breach instead (a `debug_assert!`); release builds never hand
+    /// out a lock whose state they cannot vouch for.
+    #[error("tierlock bug: {invariant} (lock {name:?}); nothing is held")]
+    Internal {
+        /// The lock name.
+        name: String,
+        /// What was found broken.
+        invariant: &'static str,
+    },
 }
 
 impl LockError {
@@ -93,7 +105,8 @@ impl LockError {
             LockError::Timeout { name, .. }
             | LockError::InvalidName { name, .. }
             | LockError::Provider { name, .. }
-            | LockError::Lost { name } => name,
+            | LockError::Lost { name }
+            | LockError::Internal { name, .. } => name,
         }
     }
 

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use smol_str::SmolStr;
-
 use crate::error::LockError;
-use crate::manager::{Inner, dispose_external};
 use crate::owner::Owner;
 use crate::provider::LostSignal;
+use crate::runtime::dispose_external;
+use crate::shards::Key;
+use crate::shared::Inner;
 use crate::table::Holder;
 
 /// A held lock. The lock is released when the owner's **last** guard for the name is gone,
@@ -24,18 +24,20 @@ use crate::table::Holder;
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     inner: Arc<Inner>,
-    key: SmolStr,
+    key: Key,
     holder: Holder,
-    armed: bool,
+    /// False once [`release`](LockGuard::release) let go, so that `Drop` does not again.
+    held: bool,
 }
 
 impl LockGuard {
-    pub(crate) fn new(inner: Arc<Inner>, key: SmolStr, holder: Holder) -> Self {
+    /// A guard for one of `holder`'s counts on `key` (the table already counted it).
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, holder: Holder) -> Self {
         LockGuard {
             inner,
             key,
             holder,
-            armed: true,
+            held: true,
         }
     }
 
@@ -53,7 +55,7 @@ impl LockGuard {
     /// # }
     /// ```
     pub fn name(&self) -> &str {
-        &self.key
+        self.key.name()
     }
 
     /// The owner this guard counts for.
@@ -83,10 +85,10 @@ impl LockGuard {
     /// # }
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
-        self.armed = false;
-        let release = self.inner.release(&self.key, self.holder);
+        self.held = false;
+        let release = self.inner.release(&self.key, &self.holder);
         let lost = || LockError::Lost {
-            name: self.key.to_string(),
+            name: self.name().to_string(),
         };
         let Some(external) = release.external else {
             return if release.lost { Err(lost()) } else { Ok(()) };
@@ -99,7 +101,7 @@ impl LockGuard {
         }
         result.map_err(|source| LockError::Provider {
             provider: self.inner.provider.kind(),
-            name: self.key.to_string(),
+            name: self.name().to_string(),
             source,
         })
     }
@@ -156,8 +158,8 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if self.armed {
-            if let Some(external) = self.inner.release(&self.key, self.holder).external {
+        if self.held {
+            if let Some(external) = self.inner.release(&self.key, &self.holder).external {
                 dispose_external(external);
             }
         }

@@ -66,19 +66,31 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![forbid(unsafe_code)]
 
+// The modules by layer, lowest first: a module uses only modules of the layers above it.
+// The vocabulary: errors, names, what a provider is.
 mod error;
-mod guard;
-pub mod held;
-mod manager;
-mod memory;
 mod name;
-pub mod options;
-mod owner;
-pub mod pool;
 pub mod provider;
+// Primitives: who owns, the synchronization shim, the sharded map, the runtime glue.
+mod owner;
+mod runtime;
 mod shards;
-mod stats;
+mod sync;
+// The in-process tier (the tier itself, then the memory provider built on it).
 mod table;
+// The memory provider: the tier alone, as a provider.
+mod memory;
+// What a manager shares with its guards, the guards, the manager.
+mod shared;
+mod stats;
+// The guard of a held lock.
+mod guard;
+// The user-facing manager.
+mod manager;
+// Helpers for provider crates.
+pub mod held;
+pub mod options;
+pub mod pool;
 
 pub use error::{BoxError, InvalidNameReason, LockError};
 pub use guard::LockGuard;

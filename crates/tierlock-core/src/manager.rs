@@ -1,14 +1,11 @@
 //! [`LockManager`]: the user-facing machinery, written once on top of [`Provider`].
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-use smol_str::SmolStr;
 
 use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
@@ -16,8 +13,11 @@ use crate::memory::MemoryProvider;
 use crate::name::{LockName, validate};
 use crate::owner::Owner;
 use crate::provider::{ExternalLock, Provider, WaitStrategy};
+use crate::runtime::{block_on, dispose_external, jitter};
+use crate::shards::Key;
+use crate::shared::Inner;
 use crate::stats::{Counters, Stats};
-use crate::table::{Enter, Holder, Outcome, Release, Table, Turn};
+use crate::table::{Enter, Escalation, Holder, Mode, Table, Turn};
 
 /// A two-tier, re-entrant lock manager: named locks that exclude tasks in this process and, via
 /// its [`Provider`], other processes and hosts.
@@ -42,14 +42,6 @@ use crate::table::{Enter, Holder, Outcome, Release, Table, Turn};
 #[derive(Clone)]
 pub struct LockManager {
     pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) table: Arc<Table>,
-    /// Distinguishes this manager's holders in a table shared with other managers.
-    pub(crate) tag: u64,
-    pub(crate) provider: Arc<dyn Provider>,
-    pub(crate) counters: Counters,
 }
 
 static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
@@ -88,7 +80,10 @@ impl LockManager {
                     WaitStrategy::Native => Duration::ZERO,
                     WaitStrategy::Poll { max, .. } => max.saturating_mul(2),
                 };
-                Arc::new(Table::new(true, handback_pause))
+                Arc::new(Table::new(Mode::Escalating {
+                    handback_pause,
+                    dispose: dispose_external,
+                }))
             }
         };
         LockManager {
@@ -144,7 +139,7 @@ impl LockManager {
     /// # }
     /// ```
     pub async fn lock(&self, name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
-        self.acquire(name, Owner::current(), timeout).await
+        self.acquire(name, Owner::current, timeout).await
     }
 
     /// Takes the lock if it is free (or already held by the calling owner) without waiting.
@@ -169,7 +164,7 @@ impl LockManager {
     /// # }
     /// ```
     pub async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
-        none_on_timeout(self.acquire(name, Owner::current(), Duration::ZERO).await)
+        none_on_timeout(self.acquire(name, Owner::current, Duration::ZERO).await)
     }
 
     /// Runs `work` under the lock `name` and releases the lock after it, returning its output.
@@ -235,7 +230,8 @@ impl LockManager {
     /// # Ok::<(), tierlock_core::LockError>(())
     /// ```
     pub fn lock_blocking(&self, name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
-        block_on(self.acquire(name, Owner::current(), timeout))
+        let owner = Owner::current();
+        block_on(self.acquire(name, move || owner, timeout))
     }
 
     /// [`try_lock`](Self::try_lock) for code without an async runtime at hand; see
@@ -253,11 +249,8 @@ impl LockManager {
     /// # Ok::<(), tierlock_core::LockError>(())
     /// ```
     pub fn try_lock_blocking(&self, name: &str) -> Result<Option<LockGuard>, LockError> {
-        none_on_timeout(block_on(self.acquire(
-            name,
-            Owner::current(),
-            Duration::ZERO,
-        )))
+        let owner = Owner::current();
+        none_on_timeout(block_on(self.acquire(name, move || owner, Duration::ZERO)))
     }
 
     /// A snapshot of the manager's state and counters.
@@ -279,65 +272,67 @@ impl LockManager {
             .snapshot(self.inner.table.len(), held, waiting)
     }
 
-    /// The acquisition itself, as a given owner.
+    /// The acquisition itself, as the owner `owner` returns. The async API passes
+    /// `Owner::current`, called here in the future's first poll: an `Owner` passed by value would
+    /// be stored into the future by its caller and loaded back at once, a 16-byte load of two
+    /// 8-byte stores that stalls store forwarding (about 15% of this function's samples).
     async fn acquire(
         &self,
         name: &str,
-        owner: Owner,
+        owner: impl FnOnce() -> Owner,
         timeout: Duration,
     ) -> Result<LockGuard, LockError> {
         validate(name)?;
         let inner = &self.inner;
-        let holder = Holder {
-            tag: inner.tag,
-            owner,
-        };
-        let (key, enter) = inner.table.enter(name, holder, !timeout.is_zero());
-        match enter {
-            Enter::Acquired | Enter::Reentered => Ok(self.guard(key, holder)),
-            Enter::Busy => Err(inner.timeout(&key, Duration::ZERO)),
-            Enter::Escalate => {
+        let holder = inner.holder(owner());
+        match inner.table.enter(name, holder, !timeout.is_zero()) {
+            Enter::Acquired(key) | Enter::Reentered(key) => Ok(self.guard(key, holder)),
+            Enter::Busy(key) => Err(inner.timeout(&key, Duration::ZERO)),
+            Enter::Escalate(escalation) => {
                 let start = Instant::now();
-                self.escalate(key, holder, start, start.checked_add(timeout))
+                self.escalate(escalation, holder, start, start.checked_add(timeout))
                     .await
             }
-            Enter::Queued(waiter) => {
-                let start = Instant::now();
-                let deadline = start.checked_add(timeout);
-                match inner.table.wait_turn(&key, waiter, deadline).await {
-                    Turn::Granted => Ok(self.guard(key, holder)),
-                    Turn::Escalate => self.escalate(key, holder, start, deadline).await,
-                    Turn::TimedOut => Err(inner.timeout(&key, start.elapsed())),
+            Enter::Queued(queued) => {
+                // Without a timeout there is no deadline, and the clock is not read: a local
+                // hand-off is the hot path of a contended name.
+                let start = (timeout != Duration::MAX).then(Instant::now);
+                let deadline = start.and_then(|start| start.checked_add(timeout));
+                match queued.wait(deadline).await {
+                    Turn::Granted(key) => Ok(self.guard(key, holder)),
+                    Turn::Escalate(escalation) => {
+                        let start = start.unwrap_or_else(Instant::now);
+                        self.escalate(escalation, holder, start, deadline).await
+                    }
+                    Turn::TimedOut(key) => {
+                        let waited = start.map_or(Duration::ZERO, |start| start.elapsed());
+                        Err(inner.timeout(&key, waited))
+                    }
                 }
             }
         }
     }
 
-    /// As the new local holder, takes the external lock; on failure or cancellation the turn
-    /// passes to the next local waiter.
+    /// As the new local holder, takes the external lock. Any way out but success (an error, a
+    /// timeout, the future dropped) drops the ticket, which passes the turn on.
     async fn escalate(
         &self,
-        key: SmolStr,
+        escalation: Escalation<'_>,
         holder: Holder,
         start: Instant,
         deadline: Option<Instant>,
     ) -> Result<LockGuard, LockError> {
         let inner = &self.inner;
-        let mut abandon = AbandonOnDrop {
-            table: &inner.table,
-            key: &key,
-            holder,
-            armed: true,
-        };
-        if let Some(resume) = inner.table.yield_until(&key) {
+        if let Some(resume) = escalation.yield_until() {
             // The external lock was just handed to another process: give it time to take it.
             let resume = deadline.map_or(resume, |d| d.min(resume));
             tokio::time::sleep_until(resume.into()).await;
         }
-        let name = LockName::from_key(key.clone());
+        let key = escalation.key();
+        let name = LockName::from_key(key.name().clone());
         let external = match self.acquire_external(&name, deadline).await {
             Ok(Some(external)) => external,
-            Ok(None) => return Err(inner.timeout(&key, start.elapsed())),
+            Ok(None) => return Err(inner.timeout(key, start.elapsed())),
             Err(source) => {
                 inner
                     .counters
@@ -345,24 +340,23 @@ impl LockManager {
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(LockError::Provider {
                     provider: inner.provider.kind(),
-                    name: key.to_string(),
+                    name: key.name().to_string(),
                     source,
                 });
             }
         };
-        abandon.armed = false;
-        drop(abandon);
         inner
             .counters
             .external_acquisitions
             .fetch_add(1, Ordering::Relaxed);
-        match inner.table.escalated(&key, holder, external) {
-            Ok(()) => Ok(self.guard(key, holder)),
+        match escalation.install(external) {
+            Ok(key) => Ok(self.guard(key, holder)),
             Err(external) => {
                 // Unreachable while the table's invariants hold; never hand out a lock then.
                 dispose_external(external);
-                Err(LockError::Lost {
-                    name: key.to_string(),
+                Err(LockError::Internal {
+                    name: name.as_str().to_owned(),
+                    invariant: "an escalating entry was not in the escalating state",
                 })
             }
         }
@@ -406,37 +400,8 @@ impl LockManager {
         }
     }
 
-    fn guard(&self, key: SmolStr, holder: Holder) -> LockGuard {
+    fn guard(&self, key: Key, holder: Holder) -> LockGuard {
         LockGuard::new(Arc::clone(&self.inner), key, holder)
-    }
-}
-
-impl Inner {
-    fn timeout(&self, key: &SmolStr, waited: Duration) -> LockError {
-        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-        LockError::Timeout {
-            name: key.to_string(),
-            waited,
-        }
-    }
-
-    /// Releases one guard; returns the external lock if this boundary gave it up.
-    pub(crate) fn release(&self, key: &SmolStr, holder: Holder) -> Release {
-        let release = self.table.release(key, holder);
-        let counter = match release.outcome {
-            Outcome::HandedOff => Some(&self.counters.local_handoffs),
-            Outcome::HandedBack => Some(&self.counters.handbacks),
-            Outcome::Nested | Outcome::Removed | Outcome::NotHeld => None,
-        };
-        if let Some(counter) = counter {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        if release.external.is_some() {
-            self.counters
-                .external_releases
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        release
     }
 }
 
@@ -454,99 +419,5 @@ fn none_on_timeout(result: Result<LockGuard, LockError>) -> Result<Option<LockGu
         Ok(guard) => Ok(Some(guard)),
         Err(LockError::Timeout { .. }) => Ok(None),
         Err(err) => Err(err),
-    }
-}
-
-/// Passes the turn on if an escalation does not complete.
-struct AbandonOnDrop<'a> {
-    table: &'a Table,
-    key: &'a SmolStr,
-    holder: Holder,
-    armed: bool,
-}
-
-impl Drop for AbandonOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.table.abandon(self.key, self.holder);
-        }
-    }
-}
-
-/// Releases an external lock from synchronous code: inline when dropping the handle is enough
-/// and cheap, else on a background task, else (no runtime left) by dropping the handle, which
-/// every provider guarantees releases the lock.
-pub(crate) fn dispose_external(external: Box<dyn ExternalLock>) {
-    if external.drop_releases() {
-        drop(external);
-        return;
-    }
-    let handle = tokio::runtime::Handle::try_current()
-        .ok()
-        .or_else(|| FALLBACK.get().map(|rt| rt.handle().clone()));
-    match handle {
-        Some(handle) => {
-            handle.spawn(async move {
-                // Nobody is left to tell; dropping the handle on error still frees the lock.
-                let _ = external.release().await;
-            });
-        }
-        None => drop(external),
-    }
-}
-
-/// The runtime that drives blocking acquisitions made outside any runtime.
-static FALLBACK: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        return handle.block_on(future);
-    }
-    let runtime = FALLBACK.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("tierlock-blocking")
-            .enable_all()
-            .build()
-            .unwrap_or_else(|err| panic!("tierlock could not start its blocking runtime: {err}"))
-    });
-    runtime.block_on(future)
-}
-
-/// `pause` ± 25 %, from a per-thread xorshift generator (no need for a strong RNG here).
-fn jitter(pause: Duration) -> Duration {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let seed = std::collections::hash_map::RandomState::new();
-            std::hash::BuildHasher::hash_one(&seed, std::thread::current().id()) | 1
-        });
-    }
-    let random = STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        x
-    });
-    let quarter = pause / 4;
-    let nanos = u64::try_from(quarter.as_nanos()).unwrap_or(u64::MAX).max(1);
-    pause - quarter + Duration::from_nanos(random % (2 * nanos))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_a_quarter() {
-        let pause = Duration::from_millis(4);
-        for _ in 0..1000 {
-            let j = jitter(pause);
-            assert!(
-                j >= Duration::from_millis(3) && j <= Duration::from_millis(5),
-                "{j:?}"
-            );
-        }
     }
 }

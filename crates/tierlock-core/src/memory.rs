@@ -1,15 +1,14 @@
 //! The memory provider: locks shared by the managers of one process, with no external system.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use smol_str::SmolStr;
+use std::time::Instant;
 
 use crate::error::BoxError;
 use crate::name::LockName;
 use crate::owner::Owner;
 use crate::provider::{BoxFuture, ExternalLock, Provider, WaitStrategy};
-use crate::table::{Enter, Holder, Table, Turn};
+use crate::shards::Key;
+use crate::table::{Enter, Holder, Mode, Table, Turn};
 
 /// A provider that excludes only within this process: for tests and single-process apps.
 ///
@@ -48,7 +47,7 @@ impl MemoryProvider {
     /// A new, empty scope.
     pub fn new() -> Self {
         MemoryProvider {
-            table: Arc::new(Table::new(false, Duration::ZERO)),
+            table: Arc::new(Table::new(Mode::Memory)),
         }
     }
 
@@ -88,16 +87,27 @@ impl Provider for MemoryProvider {
                 owner: Owner::new_unique(),
             };
             let may_wait = deadline.is_none_or(|d| d > Instant::now());
-            let (key, enter) = self.table.enter(name.as_str(), holder, may_wait);
-            let acquired = match enter {
-                Enter::Acquired => true,
-                Enter::Queued(waiter) => {
-                    self.table.wait_turn(&key, waiter, deadline).await == Turn::Granted
-                }
+            let key = match self.table.enter(name.as_str(), holder, may_wait) {
+                Enter::Acquired(key) => Some(key),
+                Enter::Queued(queued) => match queued.wait(deadline).await {
+                    Turn::Granted(key) => Some(key),
+                    Turn::TimedOut(_) => None,
+                    Turn::Escalate(_) => {
+                        debug_assert!(false, "the memory table escalated");
+                        None
+                    }
+                },
+                Enter::Busy(_) => None,
                 // A fresh owner never re-enters and this table never escalates.
-                Enter::Busy | Enter::Reentered | Enter::Escalate => false,
+                Enter::Reentered(_) | Enter::Escalate(_) => {
+                    debug_assert!(
+                        false,
+                        "a fresh owner re-entered, or the memory table escalated"
+                    );
+                    None
+                }
             };
-            Ok(acquired.then(|| {
+            Ok(key.map(|key| {
                 Box::new(MemoryLock {
                     table: Arc::clone(&self.table),
                     key,
@@ -111,14 +121,14 @@ impl Provider for MemoryProvider {
 /// A name held through [`MemoryProvider`]'s trait interface.
 struct MemoryLock {
     table: Arc<Table>,
-    key: SmolStr,
+    key: Key,
     holder: Holder,
 }
 
 impl Drop for MemoryLock {
     fn drop(&mut self) {
         // The memory table never escalates, so a release hands back no external lock.
-        let _ = self.table.release(&self.key, self.holder);
+        let _ = self.table.release(&self.key, &self.holder);
     }
 }
 

@@ -1,26 +1,85 @@
-//! The map under the in-process tier: name → entry, split into shards, each a
-//! `parking_lot::Mutex` around a `hashbrown::HashTable`.
+//! The map under the in-process tier: name → entry, split into shards, each a mutex around a
+//! `hashbrown::HashTable`.
 //!
 //! Why not a `DashMap<SmolStr, _>`: its entry API needs an owned key before the lookup, so every
 //! acquisition — re-entries and queued waits included — paid for building the key, and it has
-//! no way to hash once and reuse the hash. Here a lookup is by `&str` with one hash, and the
-//! owned key is built only when an entry is inserted. Re-entry went from about 105 to 70 ns
-//! (see `docs/benchmarks.md`).
+//! no way to hash once and reuse the hash. Here a lookup is by `&str` with one hash, the owned
+//! key is built only when an entry is inserted, and the [`Key`] handed back keeps the hash so
+//! that later operations on the entry (release, withdraw) do not hash again. Re-entry went from
+//! about 105 to 70 ns with this map (see `docs/benchmarks.md`).
 //!
-//! Each shard's lock is held for a few instructions and never across an `.await`.
+//! Entries are reached only through closures run under the shard's lock: no reference into the
+//! map can be held across an `.await`, and each shard's lock is held for a few instructions.
+//!
+//! # Idle entries
+//!
+//! An entry that goes [idle](Live::is_live) (nobody holds or awaits its name) may stay in the
+//! map, so that the next acquisition of a busy name updates it in place instead of building a
+//! key and inserting: that is what makes an uncontended acquisition as cheap as the naive keyed
+//! lock's lookup. Idle entries are bounded: each shard counts its idle entries, and when they
+//! outnumber both [`IDLE_PER_SHARD`] and the shard's live entries, one sweep removes them all.
+//! So idle entries never exceed `IDLE_PER_SHARD` per shard or the live entries, whichever is
+//! larger, and the sweeps cost O(1) per release, amortized. [`Map::len`] counts live entries
+//! only: a million distinct names acquired and released leave a length of 0 and at most
+//! `IDLE_PER_SHARD` entries per shard behind.
 
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use smol_str::SmolStr;
+
+use crate::sync::{Mutex, MutexGuard};
 
 /// Names are chosen by the application, not by an attacker who could flood one bucket, and
 /// hashing is on every acquisition: a fast hasher, randomly seeded per map.
 type Hasher = foldhash::fast::RandomState;
 
-type Slots<V> = HashTable<(u64, SmolStr, V)>;
+/// Idle entries a shard keeps at least before it sweeps them (see the module docs).
+pub(crate) const IDLE_PER_SHARD: usize = 8;
+
+/// Whether an entry is in use; idle entries are kept for reuse and swept (module docs).
+pub(crate) trait Live {
+    fn is_live(&self) -> bool;
+}
+
+/// A shard's entries, and how many of them are idle.
+struct Slots<V> {
+    table: HashTable<(u64, SmolStr, V)>,
+    idle: usize,
+}
+
+impl<V: Live> Slots<V> {
+    /// Accounts for an entry that was live (`was`) and now is `is`; sweeps if idle entries
+    /// are now too many.
+    fn settle(&mut self, was: bool, is: bool) {
+        match (was, is) {
+            (true, false) => {
+                self.idle += 1;
+                if self.idle > IDLE_PER_SHARD && self.idle > self.table.len() - self.idle {
+                    self.table.retain(|slot| slot.2.is_live());
+                    self.idle = 0;
+                }
+            }
+            (false, true) => self.idle -= 1,
+            _ => {}
+        }
+    }
+}
+
+/// A name as stored in the map, with its hash: what the tier's handles keep to find the entry
+/// again without hashing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    hash: u64,
+    name: SmolStr,
+}
+
+impl Key {
+    pub(crate) fn name(&self) -> &SmolStr {
+        &self.name
+    }
+}
 
 /// One shard, on its own cache lines so that shards do not share them.
 #[repr(align(128))]
@@ -42,23 +101,27 @@ pub(crate) enum Slot<'a, V> {
     Occupied(&'a mut V),
 }
 
-impl<V> Map<V> {
+impl<V: Live> Map<V> {
     pub(crate) fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let count = (cpus * 4).next_power_of_two().max(4);
         Map {
             shards: (0..count)
-                .map(|_| Shard(Mutex::new(HashTable::new())))
+                .map(|_| {
+                    Shard(Mutex::new(Slots {
+                        table: HashTable::new(),
+                        idle: 0,
+                    }))
+                })
                 .collect(),
             hasher: Hasher::default(),
             shift: 64 - count.trailing_zeros(),
         }
     }
 
-    fn shard(&self, name: &str) -> (u64, MutexGuard<'_, Slots<V>>) {
-        let hash = self.hasher.hash_one(name);
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Slots<V>> {
         let index = usize::try_from(hash >> self.shift).unwrap_or(0);
-        (hash, self.shards[index].0.lock())
+        self.shards[index].0.lock()
     }
 
     /// Looks `name` up under its shard's lock and lets `f` act on the slot; if it is vacant and
@@ -67,82 +130,99 @@ impl<V> Map<V> {
         &self,
         name: &str,
         f: impl FnOnce(Slot<'_, V>) -> (Option<V>, R),
-    ) -> (SmolStr, R) {
-        let (hash, mut slots) = self.shard(name);
-        match slots.entry(hash, |s| s.0 == hash && s.1 == name, |s| s.0) {
+    ) -> (Key, R) {
+        let hash = self.hasher.hash_one(name);
+        let mut slots = self.shard(hash);
+        let slots = &mut *slots;
+        match slots
+            .table
+            .entry(hash, |s| s.0 == hash && s.1 == name, |s| s.0)
+        {
             TableEntry::Occupied(mut occupied) => {
                 let slot = occupied.get_mut();
+                let was = slot.2.is_live();
                 let (_, result) = f(Slot::Occupied(&mut slot.2));
-                (slot.1.clone(), result)
+                let is = slot.2.is_live();
+                let name = slot.1.clone();
+                slots.settle(was, is);
+                (Key { hash, name }, result)
             }
             TableEntry::Vacant(vacant) => {
                 let (value, result) = f(Slot::Vacant);
-                let key = SmolStr::new(name);
+                let name = SmolStr::new(name);
                 if let Some(value) = value {
-                    vacant.insert((hash, key.clone(), value));
+                    vacant.insert((hash, name.clone(), value));
                 }
-                (key, result)
+                (Key { hash, name }, result)
             }
         }
     }
 
-    /// The entry for `name`, locked, if there is one.
-    pub(crate) fn get_mut(&self, name: &str) -> Option<MappedMutexGuard<'_, V>> {
-        let (hash, slots) = self.shard(name);
-        MutexGuard::try_map(slots, |slots| {
-            slots
-                .find_mut(hash, |s| s.0 == hash && s.1 == name)
-                .map(|s| &mut s.2)
-        })
-        .ok()
+    /// Runs `f` on the entry for `key` under its shard's lock, if there is one.
+    pub(crate) fn with<R>(&self, key: &Key, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let mut slots = self.shard(key.hash);
+        let slots = &mut *slots;
+        let slot = slots
+            .table
+            .find_mut(key.hash, |s| s.0 == key.hash && s.1 == key.name)?;
+        let was = slot.2.is_live();
+        let result = f(&mut slot.2);
+        let is = slot.2.is_live();
+        slots.settle(was, is);
+        Some(result)
     }
 
-    /// Runs `f` on the entry for `name` under its shard's lock; removes the entry if `f` returns
-    /// true. Returns the removed entry (to drop after the lock is released).
-    pub(crate) fn remove_if_mut(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut V) -> bool,
-    ) -> Option<(SmolStr, V)> {
-        let (hash, mut slots) = self.shard(name);
-        let Ok(mut occupied) = slots.find_entry(hash, |s| s.0 == hash && s.1 == name) else {
-            return None;
-        };
-        if f(&mut occupied.get_mut().2) {
-            let ((_, key, value), _) = occupied.remove();
-            Some((key, value))
-        } else {
-            None
-        }
-    }
-
-    /// Number of entries (a sum over the shards, each locked in turn).
+    /// Number of live entries (a sum over the shards, each locked in turn).
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.0.lock().len()).sum()
+        self.shards
+            .iter()
+            .map(|shard| {
+                let slots = shard.0.lock();
+                slots.table.len() - slots.idle
+            })
+            .sum()
     }
 
-    /// Calls `f` on every entry, one shard at a time.
+    /// Number of entries, idle ones included.
+    #[cfg(all(test, not(loom)))]
+    fn stored(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.0.lock().table.len())
+            .sum()
+    }
+
+    /// Calls `f` on every live entry, one shard at a time.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&V)) {
         for shard in &*self.shards {
-            for slot in shard.0.lock().iter() {
-                f(&slot.2);
+            for slot in shard.0.lock().table.iter() {
+                if slot.2.is_live() {
+                    f(&slot.2);
+                }
             }
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
+    /// A test value: live while positive.
+    impl Live for i32 {
+        fn is_live(&self) -> bool {
+            *self > 0
+        }
+    }
+
     #[test]
-    fn insert_find_remove() {
+    fn insert_find_update() {
         let map = Map::new();
         let (key, ()) = map.upsert("a", |slot| {
             assert!(matches!(slot, Slot::Vacant));
             (Some(1), ())
         });
-        assert_eq!(key, "a");
+        assert_eq!(key.name(), "a");
         map.upsert("a", |slot| match slot {
             Slot::Occupied(v) => {
                 *v += 1;
@@ -150,29 +230,60 @@ mod tests {
             }
             Slot::Vacant => panic!("lost the entry"),
         });
-        assert_eq!(map.get_mut("a").map(|v| *v), Some(2));
-        assert!(map.get_mut("b").is_none());
+        assert_eq!(map.with(&key, |v| *v), Some(2));
         // A vacant slot without a value stays vacant.
-        map.upsert("b", |_| (None, ()));
+        let (b, ()) = map.upsert("b", |_| (None, ()));
+        assert!(map.with(&b, |_| ()).is_none());
         assert_eq!(map.len(), 1);
-        assert!(map.remove_if_mut("a", |v| *v == 3).is_none());
-        assert_eq!(map.remove_if_mut("a", |v| *v == 2), Some(("a".into(), 2)));
-        assert_eq!(map.len(), 0);
+        // Idle: kept, but not counted; live again when reused.
+        map.with(&key, |v| *v = 0);
+        assert_eq!((map.len(), map.stored()), (0, 1));
+        map.upsert("a", |slot| match slot {
+            Slot::Occupied(v) => {
+                *v = 5;
+                (None, ())
+            }
+            Slot::Vacant => panic!("the idle entry was not kept"),
+        });
+        assert_eq!((map.len(), map.stored()), (1, 1));
     }
 
     #[test]
-    fn many_names_spread_and_come_back() {
+    fn idle_entries_stay_bounded() {
         let map = Map::new();
-        for i in 0..10_000 {
-            map.upsert(&format!("name:{i}"), |_| (Some(i), ()));
-        }
-        assert_eq!(map.len(), 10_000);
-        let mut sum = 0;
-        map.for_each(|v| sum += v);
-        assert_eq!(sum, (0..10_000).sum::<i32>());
-        for i in 0..10_000 {
-            assert!(map.remove_if_mut(&format!("name:{i}"), |_| true).is_some());
+        let shards = map.shards.len();
+        for i in 0..100_000 {
+            let (key, ()) = map.upsert(&format!("name:{i}"), |_| (Some(1), ()));
+            map.with(&key, |v| *v = 0);
         }
         assert_eq!(map.len(), 0);
+        assert!(
+            map.stored() <= shards * IDLE_PER_SHARD,
+            "{} idle entries kept in {shards} shards",
+            map.stored()
+        );
+        let mut live = 0;
+        map.for_each(|_| live += 1);
+        assert_eq!(live, 0);
+    }
+
+    #[test]
+    fn idle_entries_are_bounded_by_the_live_ones() {
+        let map = Map::new();
+        let held: Vec<Key> = (0..1_000)
+            .map(|i| map.upsert(&format!("held:{i}"), |_| (Some(1), ())).0)
+            .collect();
+        for i in 0..10_000 {
+            let (key, ()) = map.upsert(&format!("name:{i}"), |_| (Some(1), ()));
+            map.with(&key, |v| *v = 0);
+        }
+        assert_eq!(map.len(), 1_000);
+        assert!(map.stored() <= 2 * 1_000 + map.shards.len() * IDLE_PER_SHARD);
+        let mut sum = 0;
+        map.for_each(|v| sum += v);
+        assert_eq!(sum, 1_000);
+        for key in &held {
+            assert_eq!(map.with(key, |v| *v), Some(1));
+        }
     }
 }

@@ -1,0 +1,485 @@
+//! The in-process tier: one entry per name that is held or awaited, each with a holder, what
+//! the holder has ([`Hold`]), a FIFO queue of local waiters and, for a table that escalates,
+//! the external lock this process holds for the name.
+//!
+//! # States
+//!
+//! A name is *absent* (no entry), or its entry is in one of three states:
+//!
+//! * [`Hold::Idle`]: nobody holds or awaits the name; the entry is kept for the next
+//!   acquisition, which reuses it instead of inserting one. It has no holder, no waiter and no
+//!   external lock, and counts for nothing ([`Table::len`] skips it). The map sweeps idle
+//!   entries when a shard has too many (see [`crate::shards`]), so they stay bounded.
+//!
+//! * [`Hold::Escalating`]: the holder was given the name and is taking the external lock. It
+//!   holds an [`Escalation`] ticket and no guard yet; a request by the same owner queues (it
+//!   is granted, as a re-entry, the moment the escalation completes).
+//! * [`Hold::Held(n)`](Hold::Held): the holder has `n ≥ 1` live guards and, in an escalating
+//!   table, the external lock.
+//!
+//! The transitions, each made under the entry's shard lock:
+//!
+//! ```text
+//!  absent | Idle ──enter──▶ Held(1)                (memory table)
+//!  absent | Idle ──enter──▶ Escalating             (escalating table)
+//!  Escalating ──install──▶ Held(1 + queued re-entries)
+//!  Escalating ──abandon──▶ next waiter Escalating | Idle
+//!  Held(n) ──enter by the holder──▶ Held(n + 1)
+//!  Held(n + 1) ──release──▶ Held(n)
+//!  Held(1) ──release, turn boundary──▶ next waiter Held(1)      (hand-off, external kept)
+//!                                    ▶ next waiter Escalating   (hand-back: external released)
+//!                                    ▶ Idle                     (nobody waits: external released)
+//!  Idle ──sweep──▶ absent
+//! ```
+//!
+//! A waiter in the queue is told its turn through its [`Grant`] (written under the shard
+//! lock, woken after it is released), and leaves the queue by being granted or by withdrawing
+//! (its [`Queued`] ticket dropped, or its deadline passed).
+//!
+//! # Invariants
+//!
+//! Checked by the loom models (`table/models.rs`) in every interleaving and by the stress tests:
+//!
+//! * at most one holder per name; `Held(n)` counts exactly the holder's live guards;
+//! * an entry is live (not `Idle`) iff it has a holder: it goes idle in the same critical
+//!   section in which its holder goes and no waiter is left; an idle entry has no waiter and
+//!   no external lock;
+//! * every waiter in a queue is either the head-to-be of a future turn boundary or abandon, or
+//!   is granted and woken: nobody is left queued with nobody to wake it;
+//! * an escalating table's entry has its external lock exactly while it is `Held`; an external
+//!   lock leaves the table exactly once (handed to the caller of a release to let go of it).
+//!
+//! The tickets that own the unfinished states ([`Queued`], [`Escalation`]) and their `Drop`s
+//! are in [`tickets`]; the waiter and its wake-up protocol in [`waiter`].
+
+#[cfg(all(test, loom))]
+mod models;
+mod tickets;
+mod waiter;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use crate::owner::Owner;
+use crate::provider::ExternalLock;
+use crate::shards::{Key, Live, Map, Slot};
+use crate::sync::Arc;
+
+pub(crate) use tickets::{Escalation, Queued, Turn};
+use waiter::{Grant, Waiter, Wakeups};
+
+/// Who holds an entry: an owner, tagged with the manager it acquired through (so that two
+/// managers sharing one table exclude each other even for the same task).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub(crate) struct Holder {
+    pub(crate) tag: u64,
+    pub(crate) owner: Owner,
+}
+
+/// What the holder of an entry has (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Nobody holds or awaits the name; the entry waits for reuse or the next sweep.
+    Idle,
+    /// Taking the external lock; no guard yet.
+    Escalating,
+    /// This many live guards, and the external lock if the table escalates.
+    Held(NonZeroU32),
+}
+
+const ONE: NonZeroU32 = NonZeroU32::MIN;
+
+struct Entry {
+    holder: Holder,
+    hold: Hold,
+    queue: VecDeque<Arc<Waiter>>,
+    external: Option<Box<dyn ExternalLock>>,
+    /// Set when the external lock was handed back to a requesting process: the next escalation
+    /// waits until then, so a polling remote waiter gets its turn.
+    yield_until: Option<Instant>,
+}
+
+impl Entry {
+    fn new(holder: Holder, hold: Hold) -> Self {
+        Entry {
+            holder,
+            hold,
+            queue: VecDeque::new(),
+            external: None,
+            yield_until: None,
+        }
+    }
+
+    fn held_by(&self, holder: &Holder) -> Option<NonZeroU32> {
+        match self.hold {
+            Hold::Held(count) if self.holder == *holder => Some(count),
+            _ => None,
+        }
+    }
+
+    /// Nobody is left: the entry goes idle, giving up its external lock.
+    fn go_idle(&mut self) -> Option<Box<dyn ExternalLock>> {
+        debug_assert!(self.queue.is_empty(), "an entry went idle with waiters");
+        self.hold = Hold::Idle;
+        self.yield_until = None;
+        if self.queue.capacity() > 8 {
+            // A burst of waiters is over: do not keep its memory in an idle entry.
+            self.queue = VecDeque::new();
+        }
+        self.external.take()
+    }
+}
+
+impl Live for Entry {
+    fn is_live(&self) -> bool {
+        self.hold != Hold::Idle
+    }
+}
+
+/// The outcome of [`Table::enter`].
+pub(crate) enum Enter<'a> {
+    /// The caller is the new holder and may use the lock.
+    Acquired(Key),
+    /// The caller already held the lock; its count went up.
+    Reentered(Key),
+    /// The caller is the new holder and must take the external lock.
+    Escalate(Escalation<'a>),
+    /// Held by another owner and the caller may not wait.
+    Busy(Key),
+    /// Queued behind the holder: wait with [`Queued::wait`].
+    Queued(Queued<'a>),
+}
+
+/// What a release did to the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Other guards of the holder remain.
+    Nested,
+    /// Handed to the next local waiter, external lock kept.
+    HandedOff,
+    /// The external lock was released at this turn boundary because another process asked for
+    /// it (or it was lost); the next local waiter takes it again.
+    HandedBack,
+    /// Nobody else wanted the name; the entry is idle.
+    Removed,
+    /// The caller did not hold the name (a bug; nothing was changed).
+    NotHeld,
+}
+
+/// What [`Table::release`] leaves to the caller.
+#[derive(Debug)]
+pub(crate) struct Release {
+    pub(crate) outcome: Outcome,
+    /// The external lock to release, if this turn boundary gave it up.
+    pub(crate) external: Option<Box<dyn ExternalLock>>,
+    /// True if the external lock was found lost at this boundary.
+    pub(crate) lost: bool,
+}
+
+/// Whether holders take an external lock, and what to do with one that a dropped ticket gives
+/// up (it cannot be awaited from `Drop`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode {
+    /// The memory provider's table: the name is complete when it is granted.
+    Memory,
+    /// A manager's table in front of a provider.
+    Escalating {
+        /// How long the local queue stays back after handing the external lock to another
+        /// process.
+        handback_pause: Duration,
+        /// Lets go of an external lock from synchronous code.
+        dispose: fn(Box<dyn ExternalLock>),
+    },
+}
+
+/// The per-name queues of one process (or of several managers sharing a memory provider).
+pub(crate) struct Table {
+    entries: Map<Entry>,
+    mode: Mode,
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("entries", &self.entries.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl Table {
+    pub(crate) fn new(mode: Mode) -> Self {
+        Table {
+            entries: Map::new(),
+            mode,
+        }
+    }
+
+    fn escalates(&self) -> bool {
+        matches!(self.mode, Mode::Escalating { .. })
+    }
+
+    /// Lets go of an external lock that a dropped ticket gave up.
+    fn dispose(&self, external: Box<dyn ExternalLock>) {
+        match self.mode {
+            Mode::Escalating { dispose, .. } => dispose(external),
+            Mode::Memory => drop(external),
+        }
+    }
+
+    /// Registers `holder`'s request for `name`: takes it, re-enters it, or queues behind the
+    /// current holder (only if `may_wait`).
+    pub(crate) fn enter(&self, name: &str, holder: Holder, may_wait: bool) -> Enter<'_> {
+        enum Found {
+            Acquired,
+            Reentered,
+            Escalate,
+            Busy,
+            Queued(Arc<Waiter>),
+        }
+        let (first, found_first) = if self.escalates() {
+            (Hold::Escalating, Found::Escalate)
+        } else {
+            (Hold::Held(ONE), Found::Acquired)
+        };
+        let (key, found) = self.entries.upsert(name, |slot| match slot {
+            Slot::Vacant => (Some(Entry::new(holder, first)), found_first),
+            Slot::Occupied(entry) if entry.hold == Hold::Idle => {
+                entry.holder = holder;
+                entry.hold = first;
+                (None, found_first)
+            }
+            Slot::Occupied(entry) => {
+                let found = if let Some(count) = entry.held_by(&holder) {
+                    entry.hold = Hold::Held(count.saturating_add(1));
+                    Found::Reentered
+                } else if may_wait {
+                    let waiter = Waiter::new(holder);
+                    entry.queue.push_back(Arc::clone(&waiter));
+                    Found::Queued(waiter)
+                } else {
+                    Found::Busy
+                };
+                (None, found)
+            }
+        });
+        match found {
+            Found::Acquired => Enter::Acquired(key),
+            Found::Reentered => Enter::Reentered(key),
+            Found::Escalate => Enter::Escalate(Escalation::new(self, key, holder)),
+            Found::Busy => Enter::Busy(key),
+            Found::Queued(waiter) => Enter::Queued(Queued::new(self, key, waiter)),
+        }
+    }
+
+    /// Takes `waiter` out of the queue if it is still waiting; otherwise returns the turn it
+    /// was given (which the caller now owns).
+    fn withdraw(&self, key: &Key, waiter: &Arc<Waiter>) -> Grant {
+        let grant = self.entries.with(key, |entry| {
+            let grant = waiter.grant_state();
+            if grant == Grant::Waiting {
+                if let Some(at) = entry.queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+                    entry.queue.remove(at);
+                }
+            }
+            grant
+        });
+        debug_assert!(grant.is_some(), "a queued waiter's entry is gone");
+        grant.unwrap_or(Grant::Waiting)
+    }
+
+    /// Drops one guard of `holder`. At the last one this is a turn boundary: the next local
+    /// waiter gets the name (keeping the external lock unless another process asked for it),
+    /// or the entry goes idle and the external lock is returned to the caller for release.
+    pub(crate) fn release(&self, key: &Key, holder: &Holder) -> Release {
+        let mut wakeups = Wakeups::default();
+        let release = self.entries.with(key, |entry| {
+            let mut release = Release {
+                outcome: Outcome::NotHeld,
+                external: None,
+                lost: false,
+            };
+            let Some(count) = entry.held_by(holder) else {
+                return release;
+            };
+            if let Some(fewer) = NonZeroU32::new(count.get() - 1) {
+                entry.hold = Hold::Held(fewer);
+                release.outcome = Outcome::Nested;
+            } else {
+                self.turn_boundary(entry, &mut release, &mut wakeups);
+            }
+            release
+        });
+        let release = release.unwrap_or(Release {
+            outcome: Outcome::NotHeld,
+            external: None,
+            lost: false,
+        });
+        debug_assert!(
+            release.outcome != Outcome::NotHeld,
+            "released a name not held"
+        );
+        wakeups.wake();
+        release
+    }
+
+    /// The holder of `entry` has just let go.
+    fn turn_boundary(&self, entry: &mut Entry, release: &mut Release, wakeups: &mut Wakeups) {
+        if entry.queue.is_empty() {
+            release.outcome = Outcome::Removed;
+            release.external = entry.go_idle();
+            return;
+        }
+        release.outcome = Outcome::HandedOff;
+        if let Some(external) = &entry.external {
+            let lost = external.lost_signal().is_some_and(|s| s.is_lost());
+            if lost || external.is_requested() {
+                release.outcome = Outcome::HandedBack;
+                release.lost = lost;
+                release.external = entry.external.take();
+                if let Mode::Escalating { handback_pause, .. } = self.mode {
+                    if !lost && !handback_pause.is_zero() {
+                        entry.yield_until = Some(Instant::now() + handback_pause);
+                    }
+                }
+            }
+        }
+        self.grant_next(entry, wakeups);
+    }
+
+    /// Makes the head of the queue the holder. The entry's holder must have let go.
+    fn grant_next(&self, entry: &mut Entry, wakeups: &mut Wakeups) {
+        let Some(next) = entry.queue.pop_front() else {
+            return;
+        };
+        entry.holder = next.holder;
+        if entry.external.is_some() || !self.escalates() {
+            entry.hold = Hold::Held(ONE);
+            next.grant(Grant::Granted, wakeups);
+            grant_reentries(entry, wakeups);
+        } else {
+            entry.hold = Hold::Escalating;
+            next.grant(Grant::Escalate, wakeups);
+        }
+    }
+
+    /// The escalating holder took the external lock: the name is now fully held. Gives the
+    /// lock back if the entry is not in that state (a broken invariant).
+    fn install(
+        &self,
+        key: &Key,
+        holder: Holder,
+        external: Box<dyn ExternalLock>,
+    ) -> Result<(), Box<dyn ExternalLock>> {
+        let mut wakeups = Wakeups::default();
+        let mut external = Some(external);
+        self.entries.with(key, |entry| {
+            if entry.holder != holder || entry.hold != Hold::Escalating {
+                return;
+            }
+            entry.external = external.take();
+            entry.hold = Hold::Held(ONE);
+            entry.yield_until = None;
+            grant_reentries(entry, &mut wakeups);
+        });
+        wakeups.wake();
+        match external {
+            None => Ok(()),
+            Some(external) => Err(external),
+        }
+    }
+
+    /// The escalating holder gives up (timeout, error or cancellation): the next waiter
+    /// escalates in its place, or the entry goes idle.
+    fn abandon(&self, key: &Key, holder: Holder) {
+        let mut wakeups = Wakeups::default();
+        let found = self.entries.with(key, |entry| {
+            if entry.holder != holder || entry.hold != Hold::Escalating {
+                debug_assert!(false, "abandoned an escalation not in progress");
+            } else if entry.queue.is_empty() {
+                let external = entry.go_idle();
+                debug_assert!(
+                    external.is_none(),
+                    "an escalating entry had an external lock"
+                );
+            } else {
+                self.grant_next(entry, &mut wakeups);
+            }
+        });
+        debug_assert!(found.is_some(), "an escalating entry is gone");
+        wakeups.wake();
+    }
+
+    /// When an escalation of `key` should start, if the external lock was just handed back.
+    fn yield_until(&self, key: &Key) -> Option<Instant> {
+        self.entries.with(key, |e| e.yield_until).flatten()
+    }
+
+    /// Whether anyone is queued for `key`.
+    pub(crate) fn has_waiters(&self, key: &Key) -> bool {
+        self.entries
+            .with(key, |e| !e.queue.is_empty())
+            .unwrap_or(false)
+    }
+
+    /// Runs `f` on the external lock held for `key`, if any.
+    pub(crate) fn with_external<T>(
+        &self,
+        key: &Key,
+        f: impl FnOnce(&dyn ExternalLock) -> T,
+    ) -> Option<T> {
+        self.entries
+            .with(key, |entry| entry.external.as_deref().map(f))
+            .flatten()
+    }
+
+    /// Number of live entries (names held or awaited); idle entries do not count.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// (names held, tasks waiting), by a scan of all entries.
+    pub(crate) fn census(&self) -> (usize, usize) {
+        let mut held = 0;
+        let mut waiting = 0;
+        self.entries.for_each(|entry| {
+            if matches!(entry.hold, Hold::Held(_)) {
+                held += 1;
+            }
+            waiting += entry.queue.len();
+        });
+        (held, waiting)
+    }
+
+    /// The state of `key`'s entry: its holder and hold, and how many wait. For the models.
+    #[cfg(all(test, loom))]
+    pub(crate) fn inspect(&self, key: &Key) -> Option<(Holder, Hold, usize)> {
+        self.entries
+            .with(key, |e| (e.holder, e.hold, e.queue.len()))
+    }
+}
+
+/// Waiters of the holder's own owner (e.g. `join!` branches queued while it was escalating)
+/// re-enter as soon as the holder has the lock.
+fn grant_reentries(entry: &mut Entry, wakeups: &mut Wakeups) {
+    let Hold::Held(count) = entry.hold else {
+        return;
+    };
+    if entry.queue.is_empty() {
+        return;
+    }
+    let holder = entry.holder;
+    let mut granted = 0;
+    entry.queue.retain(|waiter| {
+        if waiter.holder == holder {
+            waiter.grant(Grant::Granted, wakeups);
+            granted += 1;
+            false
+        } else {
+            true
+        }
+    });
+    entry.hold = Hold::Held(count.saturating_add(granted));
+}

@@ -1,0 +1,175 @@
+//! The tickets that own a name's unfinished states, and what their `Drop`s undo.
+//!
+//! * [`Queued`]: a place in a name's queue. Waiting consumes it and turns it into a [`Turn`];
+//!   dropping it (the `lock` future cancelled) withdraws from the queue, and if the turn had
+//!   already come, passes it on: a grant is released at once (a turn boundary), an escalation
+//!   is abandoned.
+//! * [`Escalation`]: the name is ours but the external lock is not yet. [`Escalation::install`]
+//!   completes it with the external lock; dropping it abandons the turn, which goes to the next
+//!   waiter (or the entry goes).
+//!
+//! These are the only drop guards of the tier; [`LockGuard`](crate::LockGuard) is the guard of
+//! a complete lock. Each ticket keeps its parts in an `Option` that completing takes, so `Drop`
+//! undoes exactly the tickets that were not completed.
+
+use std::time::Instant;
+
+use super::{Grant, Holder, Table, Waiter};
+use crate::provider::ExternalLock;
+use crate::shards::Key;
+use crate::sync::Arc;
+use crate::table::waiter::WaitGranted;
+
+/// What waiting in the queue gave.
+pub(crate) enum Turn<'a> {
+    /// The lock was handed to the waiter, external lock included: one guard is the caller's.
+    Granted(Key),
+    /// The waiter is the holder and must take the external lock.
+    Escalate(Escalation<'a>),
+    /// The deadline passed; the waiter is gone from the queue.
+    TimedOut(Key),
+}
+
+/// A place in a name's queue (see the module docs).
+pub(crate) struct Queued<'a> {
+    table: &'a Table,
+    key: Key,
+    /// `None` once the ticket was completed.
+    waiter: Option<Arc<Waiter>>,
+}
+
+impl<'a> Queued<'a> {
+    pub(super) fn new(table: &'a Table, key: Key, waiter: Arc<Waiter>) -> Self {
+        Queued {
+            table,
+            key,
+            waiter: Some(waiter),
+        }
+    }
+
+    /// Waits until the turn comes or `deadline` passes. Cancel-safe: dropping the future drops
+    /// the ticket, which withdraws.
+    pub(crate) async fn wait(self, deadline: Option<Instant>) -> Turn<'a> {
+        let granted = match (&self.waiter, deadline) {
+            (None, _) => None,
+            (Some(waiter), None) => Some(WaitGranted(waiter).await),
+            (Some(waiter), Some(deadline)) => {
+                tokio::time::timeout_at(deadline.into(), WaitGranted(waiter))
+                    .await
+                    .ok()
+            }
+        };
+        match granted {
+            Some(grant) => self.complete(grant),
+            None => self.time_out(),
+        }
+    }
+
+    /// The deadline passed: leaves the queue, unless the turn came meanwhile. A late grant is
+    /// kept (the lock is the caller's); a late escalation is abandoned (no time is left to
+    /// take the external lock).
+    pub(crate) fn time_out(self) -> Turn<'a> {
+        let grant = match &self.waiter {
+            Some(waiter) => match self.table.withdraw(&self.key, waiter) {
+                Grant::Escalate => {
+                    drop(Escalation::new(self.table, self.key.clone(), waiter.holder));
+                    Grant::Waiting
+                }
+                grant => grant,
+            },
+            None => Grant::Waiting,
+        };
+        self.complete(grant)
+    }
+
+    /// Turns the ticket into the turn it was given.
+    fn complete(mut self, grant: Grant) -> Turn<'a> {
+        let (table, key) = (self.table, self.key.clone());
+        let Some(waiter) = self.waiter.take() else {
+            debug_assert!(false, "a queued ticket was completed twice");
+            return Turn::TimedOut(key);
+        };
+        match grant {
+            Grant::Granted => Turn::Granted(key),
+            Grant::Escalate => Turn::Escalate(Escalation::new(table, key, waiter.holder)),
+            Grant::Waiting => Turn::TimedOut(key),
+        }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else {
+            return;
+        };
+        let (table, key) = (self.table, &self.key);
+        match table.withdraw(key, &waiter) {
+            Grant::Waiting => {}
+            Grant::Escalate => drop(Escalation::new(table, key.clone(), waiter.holder)),
+            Grant::Granted => {
+                let release = table.release(key, &waiter.holder);
+                if let Some(external) = release.external {
+                    table.dispose(external);
+                }
+            }
+        }
+    }
+}
+
+/// The name is ours and the external lock is to be taken (see the module docs).
+pub(crate) struct Escalation<'a> {
+    table: &'a Table,
+    key: Key,
+    /// `None` once the ticket was completed.
+    holder: Option<Holder>,
+}
+
+impl<'a> Escalation<'a> {
+    pub(super) fn new(table: &'a Table, key: Key, holder: Holder) -> Self {
+        Escalation {
+            table,
+            key,
+            holder: Some(holder),
+        }
+    }
+
+    /// The name being escalated.
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// When to start taking the external lock, if it was just handed back to another process.
+    pub(crate) fn yield_until(&self) -> Option<Instant> {
+        self.table.yield_until(&self.key)
+    }
+
+    /// Completes the escalation: the entry holds `external` and the caller has one guard.
+    ///
+    /// # Errors
+    ///
+    /// Gives `external` back if the entry was not escalating for this holder, which the
+    /// table's invariants rule out (a debug build panics).
+    pub(crate) fn install(
+        mut self,
+        external: Box<dyn ExternalLock>,
+    ) -> Result<Key, Box<dyn ExternalLock>> {
+        let Some(holder) = self.holder.take() else {
+            debug_assert!(false, "an escalation was completed twice");
+            return Err(external);
+        };
+        let result = self.table.install(&self.key, holder, external);
+        debug_assert!(
+            result.is_ok(),
+            "installed an external lock on an entry not escalating"
+        );
+        result.map(|()| self.key.clone())
+    }
+}
+
+impl Drop for Escalation<'_> {
+    fn drop(&mut self) {
+        if let Some(holder) = self.holder.take() {
+            self.table.abandon(&self.key, holder);
+        }
+    }
+}
