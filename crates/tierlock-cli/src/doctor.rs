@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 use tierlock::{FileLockMode, FileProvider, LockManager, Mount};
 
-use crate::{ModeArg, Terminate, chain, duration};
+use crate::{ModeArg, Terminate, chain};
 
 /// `--help` text after the options.
 const AFTER_HELP: &str = "\
@@ -89,7 +89,7 @@ pub(crate) struct DoctorArgs {
 
     /// How long --peer waits for the other host, and then for each of its answers.
     #[arg(long, short = 't', value_name = "DURATION", default_value = "60s",
-          value_parser = duration::parse)]
+          value_parser = tierlock::parse_duration)]
     timeout: Duration,
 
     /// The mode you intend to use on DIR (as `tierlock run --mode`). Default: the mode

@@ -15,7 +15,10 @@
 //! * `--url URL`: a database server every host reaches — `postgres://…` / `postgresql://…`
 //!   (PostgreSQL advisory locks, cargo feature `postgres`), `jdbc:sqlserver://…` or
 //!   `mssql:` + an ADO.NET connection string (SQL Server applocks, cargo feature `mssql`),
-//!   `redis://…` (keys on one Redis server, cargo feature `redis`).
+//!   `redis://…` (keys on one Redis server, cargo feature `redis`); or `file:///dir`, the same
+//!   as `--dir`. `--url` is parsed by `tierlock::connect`'s parser: every form and query
+//!   parameter of the library (`?namespace=…`, `?ttl=…`, `?mode=…`, `?fencing=…`) works here,
+//!   and the flags below override the URL's parameters.
 //!   The features are on by default; `--namespace NS` scopes the names on that server, and
 //!   `sslmode=require` in a PostgreSQL URL connects with TLS checked against the system's root
 //!   certificates. tierlock never echoes the URL (it may hold a password), but command lines
@@ -79,8 +82,6 @@
 #![deny(unsafe_code)]
 
 mod doctor;
-mod duration;
-mod target;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -88,7 +89,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use tierlock::{FileLockMode, FileProvider, LockError, LockManager};
+use tierlock::{ConnectOptions, FileMode, LockError, LockManager, parse_duration};
 
 /// Run commands under named locks shared by processes and hosts.
 #[derive(Debug, Parser)]
@@ -148,7 +149,7 @@ struct RunArgs {
     name: String,
 
     /// How long to wait for the lock: 30s, 500ms, 2m, 1h, or 0 for one attempt.
-    #[arg(long, short = 't', default_value = "30s", value_parser = duration::parse)]
+    #[arg(long, short = 't', default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
 
     /// Exit code when the lock is not acquired in time.
@@ -158,13 +159,14 @@ struct RunArgs {
     /// How a --dir lock is kept: `flock` (an OS file lock: fast, but only exclusive across hosts
     /// on a share that forwards locks) or `lease` (a lease renamed by its holder: any share with
     /// an atomic rename). Default: chosen from the directory's mount (`tierlock doctor` shows
-    /// which). Every process on one directory must use the same mode.
-    #[arg(long, value_enum, value_name = "MODE", requires = "dir")]
+    /// which). Every process on one directory must use the same mode. For --dir (or a --url
+    /// file:///…).
+    #[arg(long, value_enum, value_name = "MODE")]
     mode: Option<ModeArg>,
 
-    /// The lease's time to live (default 10s) with --dir in lease mode (implies --mode lease) or
-    /// with --url sqlite:…: a holder that dies keeps the lock that long.
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    /// The lease's time to live (default 10s) with --dir in lease mode (implies --mode lease),
+    /// --url sqlite:… or --url redis://…: a holder that dies keeps the lock that long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     ttl: Option<Duration>,
 
     /// Say on stderr how the lock is kept (for --dir and sqlite: the mount, its class and the
@@ -203,8 +205,10 @@ struct ProviderArgs {
     /// checked against the system's root certificates);
     /// jdbc:sqlserver://host:1433;databaseName=db;user=…;password=…;
     /// mssql:server=tcp:host,1433;database=db;user id=…;password=… (ADO.NET);
-    /// sqlite:/path/to/locks.db (a lease in an SQLite file: processes on this host only).
-    /// Every host must use the same database. tierlock never prints it.
+    /// sqlite:/path/to/locks.db (a lease in an SQLite file: processes on this host only);
+    /// redis://:password@host:6379/0; file:///dir (as --dir).
+    /// Query parameters namespace=, ttl=, mode=, fencing= set the options (the flags override
+    /// them). Every host must use the same database. tierlock never prints it.
     #[arg(long, short = 'u', value_name = "URL")]
     url: Option<String>,
 }
@@ -229,25 +233,59 @@ fn main() -> ExitCode {
     }
 }
 
-/// The file provider on `dir` in the mode asked for (`--ttl` alone means lease mode), or the
-/// one chosen from the mount.
-fn file_provider(
-    dir: &std::path::Path,
-    mode: Option<ModeArg>,
-    ttl: Option<Duration>,
-) -> Result<FileProvider, String> {
-    let builder = FileProvider::builder(dir);
-    let builder = match (mode, ttl) {
-        (Some(ModeArg::Flock), Some(_)) => {
-            return Err("--ttl is for lease mode, not --mode flock".to_owned());
+impl From<ModeArg> for FileMode {
+    fn from(mode: ModeArg) -> FileMode {
+        match mode {
+            ModeArg::Flock => FileMode::Flock,
+            ModeArg::Lease => FileMode::Lease,
         }
-        (Some(ModeArg::Flock), None) => builder.mode(FileLockMode::Flock),
-        (Some(ModeArg::Lease), ttl) | (None, ttl @ Some(_)) => builder.mode(FileLockMode::Lease {
-            ttl: ttl.unwrap_or(FileLockMode::DEFAULT_TTL),
-        }),
-        (None, None) => builder,
+    }
+}
+
+/// The lock manager `--dir` or `--url` names, with the flags' options: `tierlock::connect`'s
+/// parser and builders do the work.
+async fn connect(args: &RunArgs) -> Result<LockManager, String> {
+    let mut options = match (&args.provider.dir, &args.provider.url) {
+        (Some(dir), _) => ConnectOptions::file(dir),
+        (None, Some(url)) => url.parse().map_err(|err| chain(&err))?,
+        (None, None) => return Err("no provider given (use --dir or --url)".to_owned()),
     };
-    builder.build().map_err(|err| chain(&err))
+    if let Some(namespace) = &args.namespace {
+        options = options.namespace(namespace);
+    }
+    if let Some(ttl) = args.ttl {
+        options = options.ttl(ttl);
+    }
+    if let Some(mode) = args.mode {
+        options = options.file_lock_mode(mode.into());
+    }
+    let locks = options.connect().await.map_err(|err| chain(&err))?;
+    if args.verbose {
+        describe(&locks);
+    }
+    Ok(locks)
+}
+
+/// `--verbose`: where the lock lives, for a directory or an SQLite file.
+fn describe(locks: &LockManager) {
+    let provider: &dyn std::any::Any = &**locks.provider();
+    if let Some(file) = provider.downcast_ref::<tierlock::FileProvider>() {
+        eprintln!(
+            "tierlock: {} is on {}\ntierlock: mode: {}",
+            file.dir().display(),
+            file.mount(),
+            file.mode()
+        );
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(sqlite) = provider.downcast_ref::<tierlock::SqliteProvider>() {
+        eprintln!(
+            "tierlock: {} is on {}\ntierlock: SQLite lease, ttl {:?}",
+            sqlite.path().display(),
+            sqlite.mount(),
+            sqlite.ttl()
+        );
+    }
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -256,37 +294,9 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let locks = match (&args.provider.dir, &args.provider.url) {
-        (Some(dir), _) => match file_provider(dir, args.mode, args.ttl) {
-            Ok(provider) => {
-                if args.verbose {
-                    eprintln!(
-                        "tierlock: {} is on {}\ntierlock: mode: {}",
-                        provider.dir().display(),
-                        provider.mount(),
-                        provider.mode()
-                    );
-                }
-                LockManager::new(provider)
-            }
-            Err(err) => return fail(&err),
-        },
-        (None, Some(url)) => {
-            let options = target::Options {
-                namespace: args.namespace.clone(),
-                ttl: args.ttl,
-                verbose: args.verbose,
-            };
-            let connected = match target::classify(url) {
-                Ok(target) => target::connect(target, &options).await,
-                Err(err) => Err(err),
-            };
-            match connected {
-                Ok(locks) => locks,
-                Err(err) => return fail(&chain(&err)),
-            }
-        }
-        (None, None) => return fail("no provider given (use --dir or --url)"),
+    let locks = match connect(&args).await {
+        Ok(locks) => locks,
+        Err(err) => return fail(&err),
     };
 
     let start = Instant::now();

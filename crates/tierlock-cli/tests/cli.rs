@@ -110,6 +110,15 @@ fn bad_input_is_reported() {
         "clap reports usage errors with 2"
     );
 
+    // Numbers are digits and one `.`: no exponent, no sign.
+    for timeout in ["1e3", "-1", "inf"] {
+        let out = output(tierlock(
+            dir.path(),
+            &["--name", "x", "--timeout", timeout, "--", "true"],
+        ));
+        assert_eq!(out.status.code(), Some(2), "--timeout {timeout}");
+    }
+
     let out = output(tierlock(
         dir.path(),
         &["--name", "x", "--", "/nonexistent/program"],

@@ -1,4 +1,6 @@
-//! `tierlock run --url …`: the database providers from the command line.
+//! `tierlock run --url …`: the database providers from the command line. The parsing of URLs
+//! is `tierlock::ConnectOptions`'s, tested in the facade; these tests check that the command
+//! passes its flags and the facade's errors through.
 //!
 //! The PostgreSQL cases run against the server in `TIERLOCK_PG_URL` (see `scripts/pg-start`), the
 //! Redis case against `TIERLOCK_REDIS_URL` (`scripts/redis-start`); they are skipped without
@@ -191,13 +193,81 @@ fn unknown_schemes_are_refused() {
     for (url, needle) in [
         ("mysql://locker:hunter2@db/app", "unknown scheme \"mysql\""),
         ("sqlserver://locker:hunter2@db/app", "jdbc:sqlserver://"),
-        ("locker-hunter2", "not a URL"),
+        ("locker-hunter2", "not a lock URL"),
     ] {
         let out = output(tierlock(url, &["--name", "x", "--", "true"]));
         assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{url}: {}", stderr(&out));
         assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
     }
+}
+
+/// tierlock's parameters in the URL: a namespace for the server (the holder's namespace comes
+/// from the URL, the contender's from `--namespace`: they meet on the same lock).
+#[test]
+fn postgres_namespace_in_the_url_is_the_flags_namespace() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_PG_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = unique_namespace("urlns");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url_with_ns = format!("{url}{separator}namespace={ns}");
+    let script = holder_script(&dir.path().join("held"), 60);
+    let holder = spawn_holder(
+        tierlock(&url_with_ns, &["--name", "job", "--", "sh", "-c", &script]),
+        &dir.path().join("held"),
+    );
+    let out = output(tierlock(
+        &url,
+        &[
+            "--namespace",
+            &ns,
+            "--name",
+            "job",
+            "--timeout",
+            "0",
+            "--",
+            "true",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    stop(holder);
+}
+
+#[test]
+fn file_url_takes_the_mode_from_its_query_or_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("locks");
+    let url = format!("file://{}?mode=lease&ttl=3s", locks.display());
+    let out = output(tierlock(&url, &["--name", "x", "--verbose", "--", "true"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mode: lease (ttl 3s)"),
+        "{}",
+        stderr(&out)
+    );
+    // The flag overrides the URL's ttl.
+    let out = output(tierlock(
+        &url,
+        &["--name", "x", "--verbose", "--ttl", "4s", "--", "true"],
+    ));
+    assert!(
+        stderr(&out).contains("mode: lease (ttl 4s)"),
+        "{}",
+        stderr(&out)
+    );
+    // The directory is recorded in lease mode now: flock is refused.
+    let out = output(tierlock(
+        &url.replace("?mode=lease&ttl=3s", ""),
+        &["--name", "x", "--mode", "flock", "--", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot set up the file provider"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -311,7 +381,7 @@ fn sqlite_refuses_a_foreign_file_a_namespace_and_a_host() {
         (
             format!("sqlite:{}", dir.path().join("x.db").display()),
             vec!["--namespace", "ns"],
-            "--namespace is not for sqlite",
+            "namespace is not for SQLite",
         ),
         (
             "sqlite://db-host/locks.db".to_owned(),
@@ -321,7 +391,7 @@ fn sqlite_refuses_a_foreign_file_a_namespace_and_a_host() {
         (
             "postgres://locker:hunter2@127.0.0.1:1/app".to_owned(),
             vec!["--ttl", "5s"],
-            "--ttl is for",
+            "ttl is not for PostgreSQL",
         ),
     ];
     for (url, extra, needle) in cases {

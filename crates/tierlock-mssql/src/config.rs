@@ -6,6 +6,7 @@ use tierlock_core::held::Schedule;
 use tierlock_core::options::{OptionError, nonzero};
 
 use crate::error::MssqlError;
+use crate::naming::Naming;
 use crate::provider::MssqlProvider;
 use crate::sql::FenceTable;
 
@@ -65,6 +66,7 @@ pub(crate) struct Options {
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) fencing: bool,
     pub(crate) fencing_table: String,
+    pub(crate) naming: Naming,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             tcp_keepalive: Some(Duration::from_secs(30)),
             fencing: false,
             fencing_table: crate::sql::DEFAULT_FENCE_TABLE.to_owned(),
+            naming: Naming::Tierlock,
         }
     }
 }
@@ -110,6 +113,7 @@ impl Options {
 /// | [`connect_timeout`](Self::connect_timeout) | 15 s | bound on opening a connection |
 /// | [`tcp_keepalive`](Self::tcp_keepalive) | 30 s | TCP keepalive idle time; `None`: the system's |
 /// | [`fencing`](Self::fencing) | off | a fencing token per acquisition, from a counter table |
+/// | [`naming`](Self::naming) | [`Naming::Tierlock`] | how long names become resources; [`Naming::DistributedLock`] meets .NET processes |
 ///
 /// ```
 /// use std::time::Duration;
@@ -225,6 +229,28 @@ impl MssqlProviderBuilder {
         self
     }
 
+    /// How `namespace + name` becomes the `@Resource` (default [`Naming::Tierlock`]). Both rules
+    /// leave names of up to 255 UTF-16 code units unchanged; [`Naming::DistributedLock`] maps
+    /// longer ones as .NET's DistributedLock does, so that Rust and .NET processes locking the
+    /// same names exclude each other (see the crate documentation for what else must match).
+    /// Every process locking the same names must use the same rule.
+    ///
+    /// ```
+    /// use tierlock_mssql::{MssqlProvider, Naming};
+    ///
+    /// let provider = MssqlProvider::builder("server=tcp:h,1433")?
+    ///     .naming(Naming::DistributedLock)
+    ///     .build()?;
+    /// let long = "x".repeat(300);
+    /// assert_eq!(provider.resource_name(&long).encode_utf16().count(), 255);
+    /// assert!(provider.resource_name(&long).starts_with(&"x".repeat(167)));
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
+    pub fn naming(mut self, naming: Naming) -> Self {
+        self.options.naming = naming;
+        self
+    }
+
     /// Builds the provider. No connection is opened until the first acquisition.
     ///
     /// # Errors
@@ -246,6 +272,19 @@ impl MssqlProviderBuilder {
         let fence = FenceTable::parse(&o.fencing_table).map_err(option)?;
         let fence = o.fencing.then_some(fence);
         Ok(MssqlProvider::from_parts(self.config, self.options, fence))
+    }
+
+    /// Builds the provider and opens one connection, which proves the server reachable and
+    /// the login valid and tells SQL Server from Babelfish
+    /// ([`MssqlProvider::server_kind`]); the connection is kept for the first acquisition.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build); [`MssqlError::Connect`] if no connection can be opened.
+    pub async fn connect(self) -> Result<MssqlProvider, MssqlError> {
+        let provider = self.build()?;
+        provider.warm_up().await?;
+        Ok(provider)
     }
 }
 

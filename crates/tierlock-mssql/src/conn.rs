@@ -28,6 +28,9 @@ pub(crate) type Client = tiberius::Client<Compat<TcpStream>>;
 pub(crate) struct Conn {
     pub(crate) client: Client,
     watch: StdTcpStream,
+    /// Set when the session must not be reused, though it is clean (on Babelfish, a session
+    /// that had a request refused): it is closed instead of pooled.
+    pub(crate) retired: bool,
 }
 
 impl PooledConnection for Conn {
@@ -99,7 +102,11 @@ async fn connect_once(
     let client = tiberius::Client::connect(config, tcp.compat_write())
         .await
         .map_err(|err| ConnectError::Login(Box::new(err)))?;
-    Ok(Conn { client, watch })
+    Ok(Conn {
+        client,
+        watch,
+        retired: false,
+    })
 }
 
 fn set_tcp_keepalive(tcp: &TcpStream, idle: Duration) -> std::io::Result<()> {

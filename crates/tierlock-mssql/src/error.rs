@@ -103,6 +103,15 @@ pub enum MssqlError {
         code: i32,
     },
 
+    /// `sp_releaseapplock` found that the session did not hold the lock (SQL Server's error
+    /// 1223, or Babelfish's error with the same message): it had been released behind the
+    /// provider's back. Nothing is held.
+    #[error("lock {name:?} was not held by its session when it was released")]
+    NotHeld {
+        /// The lock name.
+        name: String,
+    },
+
     /// `sp_releaseapplock` returned a failure code; the connection was closed, which frees the
     /// lock anyway.
     #[error("sp_releaseapplock returned {code} for lock {name:?}")]
@@ -158,4 +167,8 @@ pub enum ConnectError {
     /// Opening the connection took longer than the connect timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The statement that tells SQL Server from Babelfish failed on the provider's first
+    /// connection.
+    #[error("could not tell SQL Server from Babelfish")]
+    Detect(#[source] Box<tiberius::error::Error>),
 }

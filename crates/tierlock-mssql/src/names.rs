@@ -1,4 +1,5 @@
-//! Lock name → `sp_getapplock` resource name.
+//! Lock name → `sp_getapplock` resource name, tierlock's own mapping (the default
+//! [`Naming::Tierlock`](crate::Naming::Tierlock); see [`naming`](crate::Naming) for the other).
 //!
 //! `@Resource` is `nvarchar(255)`: at most 255 UTF-16 code units, compared as binary (so
 //! case-sensitive whatever the database collation), and a longer string would be silently
@@ -13,6 +14,12 @@
 //!    [`HASHED_PREFIX_UNITS`] code units (never splitting a surrogate pair), then `#`, then the
 //!    64 lowercase hex digits of SHA-256 over the UTF-8 bytes of `full` — at most 255 units.
 //!
+//! Babelfish stores `nvarchar` as UTF-8 and cuts resources at 255 *bytes*, so there
+//! ([`map_resource_utf8`]) the same rule counts UTF-8 bytes instead of UTF-16 code units: a name
+//! of at most 255 bytes is unchanged, a longer one becomes a prefix of at most 190 bytes, `#` and
+//! the same hash. (Every UTF-16 code unit is at least one UTF-8 byte, so such a resource also
+//! fits SQL Server's limit.) Up to 255 bytes both rules give the same resource.
+//!
 //! The request resource of a name (see the crate docs) is the mapping of
 //! `namespace + name + REQUEST_SUFFIX` by the same rule.
 //!
@@ -24,20 +31,21 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-/// The longest `@Resource` SQL Server keeps, in UTF-16 code units (`nvarchar(255)`).
+/// The longest `@Resource` SQL Server keeps, in UTF-16 code units (`nvarchar(255)`); Babelfish
+/// keeps as many UTF-8 bytes.
 pub const MAX_RESOURCE_UNITS: usize = 255;
 
 /// Length of the hash part of a hashed resource: SHA-256 in lowercase hex.
 const HASH_HEX_LEN: usize = 64;
 
-/// The room left for the readable prefix of a hashed resource, in UTF-16 code units:
-/// `255 - 1 ('#') - 64 (hex digits)`.
+/// The room left for the readable prefix of a hashed resource, in UTF-16 code units (UTF-8
+/// bytes on Babelfish): `255 - 1 ('#') - 64 (hex digits)`.
 pub const HASHED_PREFIX_UNITS: usize = MAX_RESOURCE_UNITS - 1 - HASH_HEX_LEN;
 
 /// Appended to `namespace + name` to make the request resource that waiters hold `Shared`.
 pub const REQUEST_SUFFIX: &str = "#tierlock-request";
 
-/// Maps a full (namespaced) lock name to its `@Resource`.
+/// Maps a full (namespaced) lock name to its `@Resource` on SQL Server.
 ///
 /// ```
 /// use tierlock_mssql::map_resource;
@@ -49,14 +57,36 @@ pub const REQUEST_SUFFIX: &str = "#tierlock-request";
 /// assert!(mapped.starts_with(&"x".repeat(190)));
 /// ```
 pub fn map_resource(full: &str) -> Cow<'_, str> {
-    if utf16_len(full) <= MAX_RESOURCE_UNITS {
+    map_within(full, char::len_utf16)
+}
+
+/// Maps a full (namespaced) lock name to its `@Resource` on Babelfish: as [`map_resource`],
+/// counting UTF-8 bytes instead of UTF-16 code units.
+///
+/// ```
+/// use tierlock_mssql::{map_resource, map_resource_utf8};
+///
+/// let short = "é".repeat(127); // 254 bytes
+/// assert_eq!(map_resource_utf8(&short), short);
+/// let long = "é".repeat(200); // 200 units but 400 bytes
+/// assert_eq!(map_resource(&long), long);
+/// let mapped = map_resource_utf8(&long);
+/// assert_eq!(mapped.len(), 95 * 2 + 1 + 64);
+/// ```
+pub fn map_resource_utf8(full: &str) -> Cow<'_, str> {
+    map_within(full, char::len_utf8)
+}
+
+/// The mapping, measuring lengths with `len` (code units or bytes per character).
+fn map_within(full: &str, len: fn(char) -> usize) -> Cow<'_, str> {
+    if full.chars().map(len).sum::<usize>() <= MAX_RESOURCE_UNITS {
         return Cow::Borrowed(full);
     }
     let mut out = String::with_capacity(HASHED_PREFIX_UNITS * 2 + 1 + HASH_HEX_LEN);
-    let mut units = 0;
+    let mut used = 0;
     for c in full.chars() {
-        units += c.len_utf16();
-        if units > HASHED_PREFIX_UNITS {
+        used += len(c);
+        if used > HASHED_PREFIX_UNITS {
             break;
         }
         out.push(c);
@@ -69,19 +99,8 @@ pub fn map_resource(full: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The resource holding the lock `name` in `namespace`.
-pub(crate) fn lock_resource(namespace: &str, name: &str) -> String {
-    let full = format!("{namespace}{name}");
-    map_resource(&full).into_owned()
-}
-
-/// The resource that waiters for `name` in `namespace` hold `Shared`.
-pub(crate) fn request_resource(namespace: &str, name: &str) -> String {
-    let full = format!("{namespace}{name}{REQUEST_SUFFIX}");
-    map_resource(&full).into_owned()
-}
-
 /// Length in UTF-16 code units, the unit of `nvarchar` lengths.
+#[cfg(test)]
 pub(crate) fn utf16_len(s: &str) -> usize {
     s.chars().map(char::len_utf16).sum()
 }
@@ -89,6 +108,14 @@ pub(crate) fn utf16_len(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lock_resource(namespace: &str, name: &str) -> String {
+        map_resource(&format!("{namespace}{name}")).into_owned()
+    }
+
+    fn request_resource(namespace: &str, name: &str) -> String {
+        map_resource(&format!("{namespace}{name}{REQUEST_SUFFIX}")).into_owned()
+    }
 
     #[test]
     fn short_names_pass_through_unchanged() {
@@ -215,5 +242,42 @@ mod tests {
             assert!(utf16_len(&lock) <= MAX_RESOURCE_UNITS, "len {len}");
         }
         assert_eq!(request_resource("ns:", "job"), "ns:job#tierlock-request");
+    }
+
+    /// Babelfish's rule counts bytes: pinned pairs (hex digests from `sha256sum`).
+    #[test]
+    fn pinned_utf8_forms() {
+        assert_eq!(map_resource_utf8(&"x".repeat(255)), "x".repeat(255));
+        let pins = [
+            (
+                "x".repeat(256),
+                format!(
+                    "{}#85e62acd750c4eb56b7b6a1d66dca5bfaac5f062608a1a893410d0288936c09a",
+                    "x".repeat(190)
+                ),
+            ),
+            (
+                "é".repeat(200),
+                format!(
+                    "{}#df20b2aa6262e99e133aa7f3614be707d35c4155d17e2aa7cbb49da555a454c3",
+                    "é".repeat(95)
+                ),
+            ),
+            (
+                "ü".repeat(128), // 128 units: unchanged on SQL Server
+                format!(
+                    "{}#a5aa7de3af1582471f7b83bbccd73be797100efc0a833161b6eae9e825837900",
+                    "ü".repeat(95)
+                ),
+            ),
+        ];
+        for (name, resource) in pins {
+            assert_eq!(map_resource_utf8(&name), resource);
+            assert!(resource.len() <= MAX_RESOURCE_UNITS);
+        }
+        assert_eq!(map_resource(&"ü".repeat(128)), "ü".repeat(128));
+        // Up to 255 bytes both rules agree.
+        let both = format!("ns:{}", "é".repeat(126));
+        assert_eq!(map_resource(&both), map_resource_utf8(&both));
     }
 }

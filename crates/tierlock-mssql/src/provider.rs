@@ -1,23 +1,23 @@
-//! [`MssqlProvider`]: acquisition and request marks over pooled connections.
+//! [`MssqlProvider`]: the provider's handle, what it shares with its locks, and the
+//! [`Provider`] implementation (acquisition itself is in `acquire.rs`).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tierlock_core::held::AbandonOnDrop;
+use tierlock_core::held::Releases;
 use tierlock_core::pool::IdlePool;
 use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, RequestMark, WaitStrategy};
 use tierlock_core::{BoxError, LockName};
 
+use crate::announce::Announced;
 use crate::config::{MssqlProviderBuilder, Options, parse_connection_string};
-use crate::conn::{Conn, StmtError, connect, execute, query_bigint, query_ints};
-use crate::error::MssqlError;
-use crate::held::{MssqlLock, MssqlSession, RequestHold, unlock};
-use crate::names::{lock_resource, request_resource};
-use crate::sql::{
-    ACQUIRE_SQL, AppLockOutcome, FenceTable, INVALID_OBJECT_NAME, LockWait, OBJECT_EXISTS,
-    REQUEST_LOCK_TIMEOUT_MS, REQUEST_SQL,
-};
+use crate::conn::{Conn, StmtError, connect};
+use crate::error::{ConnectError, MssqlError};
+use crate::naming::Naming;
+use crate::server::ServerKind;
+use crate::sql::FenceTable;
 
 /// Locks shared through SQL Server application locks (`sp_getapplock`, session-owned).
 ///
@@ -44,7 +44,7 @@ use crate::sql::{
 /// ```
 #[derive(Clone)]
 pub struct MssqlProvider {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What a provider and the locks it handed out share.
@@ -54,6 +54,57 @@ pub(crate) struct Shared {
     pub(crate) pool: IdlePool<Conn>,
     /// The counter table, if fencing is on.
     pub(crate) fence: Option<FenceTable>,
+    /// Told on the first connection.
+    pub(crate) kind: OnceLock<ServerKind>,
+    /// Dropped locks still being released in the background.
+    pub(crate) releases: Arc<Releases>,
+    /// Waits announced by `Provider::request`.
+    pub(crate) announced: Arc<Announced>,
+    /// Connections opened (logins) so far.
+    opened: AtomicU64,
+}
+
+impl Shared {
+    /// The server kind, once a connection told it; SQL Server until then.
+    pub(crate) fn kind(&self) -> ServerKind {
+        self.kind.get().copied().unwrap_or(ServerKind::SqlServer)
+    }
+
+    /// Opens a connection; the provider's first one also tells the server kind.
+    pub(crate) async fn open(&self) -> Result<Conn, MssqlError> {
+        let mut conn = connect(&self.config, &self.options).await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        if self.kind.get().is_none() {
+            let bound = self.options.command_timeout;
+            let kind =
+                ServerKind::detect(&mut conn, bound)
+                    .await
+                    .map_err(|err| MssqlError::Connect {
+                        addr: self.config.get_addr(),
+                        source: match err {
+                            StmtError::Timeout(after) => ConnectError::Timeout(after),
+                            StmtError::Driver(err) => ConnectError::Detect(Box::new(err)),
+                            StmtError::NoRow => ConnectError::Detect(Box::new(
+                                tiberius::error::Error::Protocol("no result row".into()),
+                            )),
+                        },
+                    })?;
+            let _ = self.kind.set(kind);
+        }
+        Ok(conn)
+    }
+
+    /// Returns a clean connection to the pool, unless it was retired: then it is closed.
+    pub(crate) fn put(&self, conn: Conn) {
+        if !conn.retired {
+            self.pool.put(conn);
+        }
+    }
+
+    /// The client-side bound of a short statement.
+    pub(crate) fn short_bound(&self) -> Option<Duration> {
+        Some(self.options.command_timeout)
+    }
 }
 
 impl MssqlProvider {
@@ -75,7 +126,7 @@ impl MssqlProvider {
     }
 
     /// A [`MssqlProviderBuilder`] for a connection string, to set the namespace, pool size,
-    /// intervals and fencing.
+    /// intervals, naming and fencing.
     ///
     /// # Errors
     ///
@@ -98,6 +149,10 @@ impl MssqlProvider {
                 options,
                 pool,
                 fence,
+                kind: OnceLock::new(),
+                releases: Releases::new(),
+                announced: Arc::default(),
+                opened: AtomicU64::new(0),
             }),
         }
     }
@@ -112,8 +167,21 @@ impl MssqlProvider {
         &self.shared.options.namespace
     }
 
-    /// The `@Resource` that holds the lock `name` (namespace applied, long names hashed): what
-    /// to look for in `sys.dm_tran_locks`.
+    /// The rule that maps names to resources (see [`MssqlProviderBuilder::naming`]).
+    pub fn naming(&self) -> Naming {
+        self.shared.options.naming
+    }
+
+    /// The kind of server, told on the provider's first connection; `None` before it (see
+    /// [`MssqlProviderBuilder::connect`] to open it up front).
+    pub fn server_kind(&self) -> Option<ServerKind> {
+        self.shared.kind.get().copied()
+    }
+
+    /// The `@Resource` that holds the lock `name` (namespace applied, long names mapped by the
+    /// [naming](Self::naming)): what to look for in `sys.dm_tran_locks`. On Babelfish the
+    /// default naming keeps resources within 255 bytes; until the first connection told the
+    /// server kind, this is the SQL Server form.
     ///
     /// ```
     /// let provider = tierlock_mssql::MssqlProvider::builder("server=tcp:h,1433")?
@@ -123,7 +191,8 @@ impl MssqlProvider {
     /// # Ok::<(), tierlock_mssql::MssqlError>(())
     /// ```
     pub fn resource_name(&self, name: &str) -> String {
-        lock_resource(self.namespace(), name)
+        let kind = self.shared.kind();
+        self.naming().lock_resource(kind, self.namespace(), name)
     }
 
     /// The `@Resource` that waiters for `name` hold `Shared` to ask the holder for it.
@@ -134,7 +203,8 @@ impl MssqlProvider {
     /// # Ok::<(), tierlock_mssql::MssqlError>(())
     /// ```
     pub fn request_resource_name(&self, name: &str) -> String {
-        request_resource(self.namespace(), name)
+        let kind = self.shared.kind();
+        self.naming().request_resource(kind, self.namespace(), name)
     }
 
     /// Number of idle connections kept for reuse right now.
@@ -142,198 +212,20 @@ impl MssqlProvider {
         self.shared.pool.len()
     }
 
-    /// Takes the lock `name` on a dedicated connection, waiting on the server until `deadline`
-    /// (`None`: without limit; a passed deadline: one attempt). `Ok(None)` means the lock is
-    /// held elsewhere and was not obtained in time.
-    ///
-    /// This is what [`Provider::acquire`] does, with the concrete handle type; most code uses a
-    /// [`LockManager`](tierlock_core::LockManager) instead.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future closes the connection it was using, so a lock the server granted
-    /// just then (and a fencing upsert in flight) is freed with the session.
-    ///
-    /// # Errors
-    ///
-    /// Connection failures, server errors, and `sp_getapplock` failures other than a timeout
-    /// ([`MssqlError::Cancelled`], [`MssqlError::DeadlockVictim`],
-    /// [`MssqlError::ParameterError`], [`MssqlError::Unexpected`]); with fencing on,
-    /// [`MssqlError::Fencing`] (the lock was released).
-    pub async fn lock(
-        &self,
-        name: &LockName,
-        deadline: Option<Instant>,
-    ) -> Result<Option<MssqlLock>, MssqlError> {
-        let resource = self.resource_name(name.as_str());
-        loop {
-            let (mut conn, wait, [code, session_id]) = self
-                .applock::<2>(name, ACQUIRE_SQL, &resource, || {
-                    LockWait::until(deadline, Instant::now())
-                })
-                .await?;
-            if outcome(AppLockOutcome::from_code(code), name)? {
-                let token = match &self.shared.fence {
-                    None => None,
-                    Some(table) => {
-                        match self.next_token(table, &mut conn, name, &resource).await {
-                            Ok(token) => Some(token),
-                            Err(err) => {
-                                // Nothing may stay held: release (and pool the connection), or
-                                // close the connection.
-                                if unlock(&self.shared, &mut conn, &resource, name.as_str())
-                                    .await
-                                    .is_ok()
-                                {
-                                    self.shared.pool.put(conn);
-                                }
-                                return Err(err);
-                            }
-                        }
-                    }
-                };
-                let session = MssqlSession {
-                    conn,
-                    request_resource: self.request_resource_name(name.as_str()),
-                };
-                return Ok(Some(MssqlLock::start(
-                    Arc::clone(&self.shared),
-                    name.clone(),
-                    resource,
-                    (session_id, token),
-                    session,
-                )));
-            }
-            self.shared.pool.put(conn);
-            // Wait again if the budget was longer than `@LockTimeout` can express, or if the
-            // server gave up before the deadline by its own clock.
-            let early = deadline.is_some_and(|deadline| Instant::now() < deadline);
-            if !(wait.clamped || early) {
-                return Ok(None);
-            }
-        }
+    /// Number of connections (sessions, logins) this provider has opened so far.
+    pub fn sessions_opened(&self) -> u64 {
+        self.shared.opened.load(Ordering::Relaxed)
     }
 
-    /// Marks interest in `name`: a `Shared` applock on its request resource, held on its own
-    /// connection until the mark is dropped. `Ok(None)` if the mark could not be taken in
-    /// [`REQUEST_LOCK_TIMEOUT_MS`].
-    async fn request_mark(&self, name: &LockName) -> Result<Option<RequestMark>, MssqlError> {
-        let resource = self.request_resource_name(name.as_str());
-        let (conn, _, [code]) = self
-            .applock::<1>(name, REQUEST_SQL, &resource, || LockWait {
-                ms: REQUEST_LOCK_TIMEOUT_MS,
-                clamped: false,
-            })
-            .await?;
-        if outcome(AppLockOutcome::from_code(code), name)? {
-            let hold = RequestHold {
-                shared: Arc::clone(&self.shared),
-                resource,
-                conn,
-            };
-            Ok(Some(RequestMark::new(AbandonOnDrop::new(hold))))
-        } else {
-            self.shared.pool.put(conn);
-            Ok(None)
+    /// Opens a connection if none was opened yet, which tells the server kind; it goes to the
+    /// pool for the next acquisition.
+    pub(crate) async fn warm_up(&self) -> Result<ServerKind, MssqlError> {
+        if let Some(kind) = self.server_kind() {
+            return Ok(kind);
         }
-    }
-
-    /// Advances the fencing counter of `resource` on `conn`, whose session has just been
-    /// granted the lock, creating the table first if it does not exist.
-    async fn next_token(
-        &self,
-        table: &FenceTable,
-        conn: &mut Conn,
-        name: &LockName,
-        resource: &str,
-    ) -> Result<u64, MssqlError> {
-        let name = name.as_str();
-        let fencing = |source| MssqlError::Fencing {
-            name: name.to_owned(),
-            table: table.name.clone(),
-            source: Box::new(source),
-        };
-        let bound = short_bound(&self.shared);
-        let advance =
-            async |conn: &mut Conn| query_bigint(conn, &table.advance, &[&resource], bound).await;
-        let token = match advance(conn).await {
-            Err(StmtError::Driver(err)) if err.code() == Some(INVALID_OBJECT_NAME) => {
-                let limit = self.shared.options.command_timeout;
-                match execute(conn, &table.create, limit).await {
-                    Ok(()) => {}
-                    // Created by another session at the same moment.
-                    Err(StmtError::Driver(err)) if err.code() == Some(OBJECT_EXISTS) => {}
-                    Err(err) => {
-                        return Err(fencing(err.into_error("creating the fencing table", name)));
-                    }
-                }
-                advance(conn).await
-            }
-            other => other,
-        }
-        .map_err(|err| fencing(err.into_error("the fencing counter advance", name)))?;
-        u64::try_from(token)
-            .ok()
-            .filter(|token| *token > 0)
-            .ok_or_else(|| {
-                fencing(MssqlError::InvalidToken {
-                    name: name.to_owned(),
-                    value: token,
-                })
-            })
-    }
-
-    /// Runs an `sp_getapplock` statement on a pooled (or new) connection. A reused connection
-    /// that turns out broken is dropped and the statement runs once more on a new one: a
-    /// broken connection's session is gone and holds nothing. `wait` is computed after the
-    /// connection is ready, so connecting uses up part of the budget.
-    async fn applock<const N: usize>(
-        &self,
-        name: &LockName,
-        sql: &'static str,
-        resource: &str,
-        wait: impl Fn() -> LockWait,
-    ) -> Result<(Conn, LockWait, [i32; N]), MssqlError> {
-        let mut reuse = true;
-        loop {
-            let pooled = if reuse { self.shared.pool.take() } else { None };
-            let reused = pooled.is_some();
-            let mut conn = match pooled {
-                Some(conn) => conn,
-                None => connect(&self.shared.config, &self.shared.options).await?,
-            };
-            let wait = wait();
-            let bound = wait.client_bound(self.shared.options.command_timeout);
-            match query_ints::<N>(&mut conn, sql, &[&resource, &wait.ms], bound).await {
-                Ok(row) => return Ok((conn, wait, row)),
-                Err(err @ StmtError::Driver(_)) if reused && err.connection_broken() => {
-                    drop(conn);
-                    reuse = false;
-                }
-                // Should the server raise error 1205 instead of returning -3.
-                Err(StmtError::Driver(err)) if err.is_deadlock() => {
-                    return Err(MssqlError::DeadlockVictim {
-                        name: name.as_str().to_owned(),
-                    });
-                }
-                // Dropping the connection frees anything the statement might have taken.
-                Err(err) => return Err(err.into_error("sp_getapplock", name.as_str())),
-            }
-        }
-    }
-}
-
-/// `Ok(true)` granted, `Ok(false)` timed out, `Err` for the failure codes. The caller drops the
-/// connection on `Err`, which frees anything an undocumented code might have left held.
-fn outcome(outcome: AppLockOutcome, name: &LockName) -> Result<bool, MssqlError> {
-    let name = || name.as_str().to_owned();
-    match outcome {
-        AppLockOutcome::Granted | AppLockOutcome::GrantedAfterWait => Ok(true),
-        AppLockOutcome::TimedOut => Ok(false),
-        AppLockOutcome::Cancelled => Err(MssqlError::Cancelled { name: name() }),
-        AppLockOutcome::DeadlockVictim => Err(MssqlError::DeadlockVictim { name: name() }),
-        AppLockOutcome::ParameterError => Err(MssqlError::ParameterError { name: name() }),
-        AppLockOutcome::Unexpected(code) => Err(MssqlError::Unexpected { name: name(), code }),
+        let conn = self.shared.open().await?;
+        self.shared.put(conn);
+        Ok(self.shared.kind())
     }
 }
 
@@ -357,11 +249,14 @@ impl Provider for MssqlProvider {
         })
     }
 
+    /// Announces a wait for `name`: the wait that follows marks the request on its own session,
+    /// in the same batch (see the crate documentation). No I/O.
     fn request<'a>(
         &'a self,
         name: &'a LockName,
     ) -> BoxFuture<'a, Result<Option<RequestMark>, BoxError>> {
-        Box::pin(async move { Ok(self.request_mark(name).await?) })
+        let announcement = self.shared.announced.announce(name.as_str());
+        Box::pin(std::future::ready(Ok(Some(RequestMark::new(announcement)))))
     }
 }
 
@@ -371,47 +266,17 @@ impl fmt::Debug for MssqlProvider {
         f.debug_struct("MssqlProvider")
             .field("addr", &self.shared.config.get_addr())
             .field("namespace", &self.shared.options.namespace)
+            .field("naming", &self.shared.options.naming)
+            .field("server_kind", &self.server_kind())
             .field("fencing", &self.fencing())
             .field("idle_connections", &self.shared.pool.len())
             .finish_non_exhaustive()
     }
 }
 
-/// The client-side bound of a short statement.
-pub(crate) fn short_bound(shared: &Shared) -> Option<Duration> {
-    Some(shared.options.command_timeout)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failure_codes_are_errors_naming_the_lock() {
-        let name = LockName::new("order:7").unwrap();
-        assert!(outcome(AppLockOutcome::Granted, &name).unwrap());
-        assert!(outcome(AppLockOutcome::GrantedAfterWait, &name).unwrap());
-        assert!(!outcome(AppLockOutcome::TimedOut, &name).unwrap());
-        let errors = [
-            (AppLockOutcome::Cancelled, "cancelled (return code -2)"),
-            (
-                AppLockOutcome::DeadlockVictim,
-                "deadlock victim (return code -3)",
-            ),
-            (AppLockOutcome::ParameterError, "(return code -999)"),
-            (AppLockOutcome::Unexpected(42), "undocumented code 42"),
-        ];
-        for (code, text) in errors {
-            let err = outcome(code, &name).unwrap_err();
-            let message = err.to_string();
-            assert!(message.contains(text), "{message}");
-            assert!(message.contains("\"order:7\""), "{message}");
-        }
-        assert!(matches!(
-            outcome(AppLockOutcome::DeadlockVictim, &name),
-            Err(MssqlError::DeadlockVictim { .. })
-        ));
-    }
 
     #[test]
     fn debug_output_hides_credentials() {
@@ -423,6 +288,8 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert_eq!(provider.kind(), "mssql");
         assert_eq!(provider.wait_strategy(), WaitStrategy::Native);
+        assert_eq!(provider.server_kind(), None);
+        assert_eq!(provider.sessions_opened(), 0);
     }
 
     #[tokio::test]
@@ -447,5 +314,17 @@ mod tests {
             .unwrap_err();
         assert!(boxed.downcast_ref::<MssqlError>().is_some());
         assert_eq!(provider.idle_connections(), 0);
+        assert_eq!(provider.sessions_opened(), 0);
+    }
+
+    #[tokio::test]
+    async fn request_announces_without_io_until_the_mark_is_dropped() {
+        let provider = MssqlProvider::new("server=tcp:127.0.0.1,1;user id=u;password=p").unwrap();
+        let name = LockName::new("job").unwrap();
+        let mark = provider.request(&name).await.unwrap().expect("a mark");
+        assert!(provider.shared.announced.contains("job"));
+        drop(mark);
+        assert!(!provider.shared.announced.contains("job"));
+        assert_eq!(provider.sessions_opened(), 0);
     }
 }

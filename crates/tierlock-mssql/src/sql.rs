@@ -15,13 +15,18 @@ pub(crate) const ACQUIRE_SQL: &str = "DECLARE @r int; \
 EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = @P2; \
 SELECT @r, CAST(@@SPID AS int);";
 
-/// Takes the shared session lock on the request resource `@P1`, waiting up to `@P2` ms.
-/// Returns one row: the return code.
-pub(crate) const REQUEST_SQL: &str = "DECLARE @r int; \
-EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Shared', @LockOwner = 'Session', @LockTimeout = @P2; \
-SELECT @r;";
+/// The marked wait: takes the shared session lock on the request resource `@P3` (one attempt,
+/// `@P4` ms), waits up to `@P2` ms for the exclusive session lock on `@P1`, then releases the
+/// mark — all in one batch on one session, so the mark becomes visible to the holder only an
+/// instant before the wait is queued, and goes with the wait. Returns one row: the lock's return
+/// code, the session id and the mark's return code.
+pub(crate) const MARKED_WAIT_SQL: &str = "DECLARE @m int, @r int; \
+EXEC @m = sp_getapplock @Resource = @P3, @LockMode = 'Shared', @LockOwner = 'Session', @LockTimeout = @P4; \
+EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = @P2; \
+IF @m >= 0 EXEC sp_releaseapplock @Resource = @P3, @LockOwner = 'Session'; \
+SELECT @r, CAST(@@SPID AS int), @m;";
 
-/// Releases this session's lock on `@P1` (exclusive lock or request mark alike).
+/// Releases this session's lock on `@P1`.
 /// Returns one row: the return code (`0` on success).
 pub(crate) const RELEASE_SQL: &str = "DECLARE @r int; \
 EXEC @r = sp_releaseapplock @Resource = @P1, @LockOwner = 'Session'; \
@@ -92,10 +97,6 @@ impl FenceTable {
         })
     }
 }
-
-/// How long a waiter tries to take its request mark. The mark is `Shared` and only conflicts
-/// with a holder's momentary `APPLOCK_TEST`, so this is a short, fixed bound.
-pub(crate) const REQUEST_LOCK_TIMEOUT_MS: i32 = 1_000;
 
 /// What a return code of `sp_getapplock` means.
 ///
@@ -203,9 +204,12 @@ mod tests {
              @LockOwner = 'Session', @LockTimeout = @P2; SELECT @r, CAST(@@SPID AS int);"
         );
         assert_eq!(
-            REQUEST_SQL,
-            "DECLARE @r int; EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Shared', \
-             @LockOwner = 'Session', @LockTimeout = @P2; SELECT @r;"
+            MARKED_WAIT_SQL,
+            "DECLARE @m int, @r int; EXEC @m = sp_getapplock @Resource = @P3, @LockMode = 'Shared', \
+             @LockOwner = 'Session', @LockTimeout = @P4; EXEC @r = sp_getapplock @Resource = @P1, \
+             @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = @P2; IF @m >= 0 EXEC \
+             sp_releaseapplock @Resource = @P3, @LockOwner = 'Session'; SELECT @r, \
+             CAST(@@SPID AS int), @m;"
         );
         assert_eq!(
             RELEASE_SQL,
@@ -240,7 +244,7 @@ mod tests {
 
     #[test]
     fn statements_never_splice_values() {
-        for sql in [ACQUIRE_SQL, REQUEST_SQL, RELEASE_SQL, PROBE_SQL] {
+        for sql in [ACQUIRE_SQL, MARKED_WAIT_SQL, RELEASE_SQL, PROBE_SQL] {
             assert!(sql.contains("@Resource = @P1") || sql.contains("'public', @P1,"));
             assert!(!sql.contains("{}"));
             // Every applock call names the session as owner: the lock outlives the batch.

@@ -84,6 +84,19 @@ async fn acquire_and_release_send_the_documented_statements_and_reuse_the_connec
     assert_eq!(server.logins(), 1, "the idle connection was not reused");
 
     let log = server.statements();
+    // The provider's first connection tells SQL Server from Babelfish, once.
+    assert!(
+        log[0].sql.contains("SERVERPROPERTY('Babelfish')"),
+        "{}",
+        log[0].sql
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|s| s.sql.contains("SERVERPROPERTY"))
+            .count(),
+        1
+    );
+    let log = &log[1..];
     let acquire = &log[0];
     assert!(acquire.sql.contains("sp_getapplock"), "{}", acquire.sql);
     assert_eq!(acquire.params[0], Value::Str("app:Job".into()));
@@ -137,7 +150,7 @@ async fn a_waiter_is_granted_when_the_holder_releases() {
     let (a, b) = (provider(&server), provider(&server));
     let held = hold(&a, "w").await;
     let waiter = tokio::spawn(async move { b.lock(&name("w"), None).await });
-    eventually("the waiter is queued", || server.statements().len() >= 2).await;
+    eventually("the waiter is queued", || server.waiters().len() == 1).await;
     held.release().await.unwrap();
     let got = tokio::time::timeout(GENEROUS, waiter)
         .await
@@ -171,7 +184,7 @@ async fn failure_codes_are_distinct_errors_and_close_the_connection() {
 }
 
 #[tokio::test]
-async fn request_marks_reach_the_holder_and_are_withdrawn() {
+async fn an_announced_wait_marks_its_request_on_its_own_session_until_it_ends() {
     let server = FakeServer::start().await;
     let holder = builder(&server)
         .request_poll_interval(Some(Duration::from_millis(10)))
@@ -180,25 +193,42 @@ async fn request_marks_reach_the_holder_and_are_withdrawn() {
     let waiter = provider(&server);
     let held = hold(&holder, "r").await;
     assert!(!held.is_requested());
+    // `request` alone announces the wait: nothing on the server yet.
     let mark = waiter
         .request(&name("r"))
         .await
         .unwrap()
         .expect("mark taken");
+    assert_eq!(server.locks().len(), 1);
+    assert!(!held.is_requested());
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.lock(&name("r"), None).await }
+    });
+    eventually("the wait is queued", || server.waiters().len() == 1).await;
+    let spid = server.waiters()[0].spid;
+    // The mark is held by the waiting session itself.
     assert!(server.locks().contains(&Held {
         resource: "r#tierlock-request".into(),
-        spid: server.statements().last().map(|s| s.spid).unwrap(),
+        spid,
         exclusive: false,
     }));
     eventually("the holder sees the request", || held.is_requested()).await;
-    drop(mark);
-    eventually("the mark is released", || server.locks().len() == 1).await;
-    eventually("the holder sees the withdrawal", || !held.is_requested()).await;
-    eventually("the mark's connection is pooled", || {
-        waiter.idle_connections() == 1
-    })
-    .await;
     held.release().await.unwrap();
+    let got = waiting.await.unwrap().unwrap().expect("granted");
+    assert_eq!(got.session_id(), spid);
+    // The mark went with the wait.
+    assert_eq!(
+        server.locks(),
+        [Held {
+            resource: "r".into(),
+            spid,
+            exclusive: true,
+        }]
+    );
+    drop(mark);
+    got.release().await.unwrap();
+    assert_eq!(waiter.sessions_opened(), 1);
 }
 
 #[tokio::test]
@@ -276,18 +306,27 @@ async fn a_broken_pooled_connection_is_replaced_once() {
 }
 
 #[tokio::test]
-async fn dropping_a_held_lock_closes_its_session() {
+async fn dropping_a_held_lock_releases_it_and_pools_its_session() {
     let server = FakeServer::start().await;
     let provider = provider(&server);
     let held = hold(&provider, "d").await;
     let spid = held.session_id();
     drop(held);
-    eventually("the session ends", || {
-        !server.open_sessions().contains(&spid)
-    })
-    .await;
-    assert!(server.locks().is_empty());
-    assert_eq!(provider.idle_connections(), 0);
+    // The next acquisition of the name waits for that release, and reuses the session.
+    let again = provider
+        .lock(&name("d"), Some(Instant::now()))
+        .await
+        .unwrap()
+        .expect("the dropped lock was released first");
+    assert_eq!(again.session_id(), spid);
+    again.release().await.unwrap();
+    assert_eq!(server.logins(), 1);
+    let released = server
+        .statements()
+        .iter()
+        .filter(|s| s.sql.contains("sp_releaseapplock"))
+        .count();
+    assert_eq!(released, 2);
 }
 
 #[tokio::test]
@@ -369,8 +408,14 @@ async fn request_polling_off_never_sees_a_request() {
         .build()
         .unwrap();
     let held = hold(&holder, "quiet").await;
-    let mark = provider(&server).request(&name("quiet")).await.unwrap();
+    let waiter = provider(&server);
+    let mark = waiter.request(&name("quiet")).await.unwrap();
     assert!(mark.is_some());
+    let waiting = tokio::spawn(async move { waiter.lock(&name("quiet"), None).await });
+    eventually("the marked wait is queued", || {
+        server.locks().iter().any(|h| !h.exclusive) && server.waiters().len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!held.is_requested());
     // Only keepalives ran on the holder's session.
@@ -379,6 +424,7 @@ async fn request_polling_off_never_sees_a_request() {
         .into_iter()
         .filter(|s| s.spid == held.session_id())
         .map(|s| s.sql)
+        .skip_while(|sql| !sql.contains("sp_getapplock"))
         .skip(1)
         .collect();
     assert!(on_holder.len() >= 5, "{on_holder:?}");
@@ -386,6 +432,7 @@ async fn request_polling_off_never_sees_a_request() {
         on_holder.iter().all(|sql| sql == "SELECT 1;"),
         "{on_holder:?}"
     );
+    waiting.abort();
     held.release().await.unwrap();
 }
 
@@ -452,11 +499,16 @@ async fn the_counter_advance_runs_in_the_holding_session_right_after_the_grant()
         .iter()
         .map(|s| s.sql.split_whitespace().next().unwrap_or(""))
         .collect();
-    // Grant, MERGE (no table yet), CREATE, MERGE: then the lock is handed out.
-    assert_eq!(kinds, ["DECLARE", "MERGE", "IF", "MERGE"], "{log:?}");
-    assert!(log[1].sql.starts_with("MERGE locks.fence WITH (HOLDLOCK)"));
-    assert!(log[2].sql.contains("CREATE TABLE locks.fence"));
-    assert_eq!(log[3].params, [Value::Str("app:Job".into())]);
+    // The server kind (first connection), grant, MERGE (no table yet), CREATE, MERGE: then
+    // the lock is handed out.
+    assert_eq!(
+        kinds,
+        ["SELECT", "DECLARE", "MERGE", "IF", "MERGE"],
+        "{log:?}"
+    );
+    assert!(log[2].sql.starts_with("MERGE locks.fence WITH (HOLDLOCK)"));
+    assert!(log[3].sql.contains("CREATE TABLE locks.fence"));
+    assert_eq!(log[4].params, [Value::Str("app:Job".into())]);
     assert_eq!(held.fencing_token(), Some(1));
     held.release().await.unwrap();
 }

@@ -36,6 +36,7 @@ pub(crate) struct Settings {
 /// | [`keepalive_interval`](Self::keepalive_interval) | 2 min | `SELECT 1` on a held lock's silent connection; `None`: never |
 /// | [`command_timeout`](Self::command_timeout) | 30 s | bound on each short command, and margin on a lock wait |
 /// | [`connect_timeout`](Self::connect_timeout) | 15 s | bound on opening a connection |
+/// | [`client_connection_check_interval`](Self::client_connection_check_interval) | 1 s | the server checks this often that a waiting client is alive (PostgreSQL ≥ 14); `None`: the server's setting |
 /// | [`fencing`](Self::fencing) | off | a fencing token per acquisition, from a counter table |
 ///
 /// ```no_run
@@ -66,6 +67,7 @@ pub struct PostgresProviderBuilder {
     keepalive_interval: Option<Duration>,
     command_timeout: Duration,
     connect_timeout: Duration,
+    client_connection_check_interval: Option<Duration>,
     fencing: bool,
     fencing_table: String,
     #[cfg(feature = "rustls")]
@@ -83,6 +85,10 @@ impl std::fmt::Debug for PostgresProviderBuilder {
             .field("keepalive_interval", &self.keepalive_interval)
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "client_connection_check_interval",
+                &self.client_connection_check_interval,
+            )
             .field("fencing", &self.fencing)
             .field("fencing_table", &self.fencing_table)
             .finish_non_exhaustive()
@@ -100,6 +106,7 @@ impl PostgresProviderBuilder {
             keepalive_interval: Some(Duration::from_secs(120)),
             command_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
+            client_connection_check_interval: Some(Duration::from_secs(1)),
             fencing: false,
             fencing_table: crate::fence::DEFAULT_TABLE.to_owned(),
             #[cfg(feature = "rustls")]
@@ -160,6 +167,21 @@ impl PostgresProviderBuilder {
     /// take (default 15 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often the server checks, while a command of the provider's sessions runs, that the
+    /// client is still connected (PostgreSQL's `client_connection_check_interval`, set on each
+    /// session; default 1 s). A process killed while it waits in `pg_advisory_lock` then leaves
+    /// the queue within this time, instead of staying queued until it is granted the lock (and
+    /// holding it until the server notices). PostgreSQL 13 and older lack the setting: the
+    /// provider leaves it alone there, and so does a server platform that cannot check (it
+    /// refuses any value but 0). `None` leaves the server's setting.
+    pub fn client_connection_check_interval(
+        mut self,
+        interval: impl Into<Option<Duration>>,
+    ) -> Self {
+        self.client_connection_check_interval = interval.into();
         self
     }
 
@@ -240,6 +262,11 @@ impl PostgresProviderBuilder {
         nonzero("idle_timeout", self.idle_timeout).map_err(option)?;
         nonzero("request_poll_interval", self.request_poll_interval).map_err(option)?;
         nonzero("keepalive_interval", self.keepalive_interval).map_err(option)?;
+        nonzero(
+            "client_connection_check_interval",
+            self.client_connection_check_interval,
+        )
+        .map_err(option)?;
         let fence_table = FenceTable::parse(&self.fencing_table).map_err(option)?;
         let config: tokio_postgres::Config = self
             .url
@@ -263,7 +290,7 @@ impl PostgresProviderBuilder {
         let connections = Connections::new(
             config,
             connector,
-            self.connect_timeout,
+            (self.connect_timeout, self.client_connection_check_interval),
             self.max_idle_connections,
             self.idle_timeout,
         );
@@ -297,7 +324,11 @@ mod tests {
 
     #[test]
     fn zero_durations_are_rejected_and_none_switches_off() {
-        let cases: [(PostgresProviderBuilder, &str); 5] = [
+        let cases: [(PostgresProviderBuilder, &str); 6] = [
+            (
+                builder().client_connection_check_interval(Duration::ZERO),
+                "client_connection_check_interval",
+            ),
             (builder().command_timeout(Duration::ZERO), "command_timeout"),
             (builder().connect_timeout(Duration::ZERO), "connect_timeout"),
             (builder().idle_timeout(Duration::ZERO), "idle_timeout"),

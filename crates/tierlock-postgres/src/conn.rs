@@ -8,6 +8,7 @@
 //! known to be clean — no lock held, no command in flight — goes back to the idle pool (core's
 //! [`IdlePool`], whose rules these are) with [`Connections::put`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tierlock_core::Latch;
@@ -31,20 +32,34 @@ pub(crate) enum Connector {
 /// The statements every connection prepares once, so that each lock command is one round trip.
 pub(crate) struct Statements {
     pub try_lock: Statement,
-    pub lock: Statement,
     pub unlock: Statement,
-    pub try_lock_shared: Statement,
-    pub unlock_shared: Statement,
-    pub set_lock_timeout: Statement,
-    /// Whether this session holds the exclusive lock `(classid, objid)`.
-    pub granted: Statement,
+    /// The wait, marked or not: see [`WAIT`].
+    pub wait: Statement,
+    /// After a wait: see [`AFTER_WAIT`].
+    pub after_wait: Statement,
     /// Whether another session of this database holds a shared lock on `(classid, objid)`.
     pub requested: Statement,
 }
 
-const GRANTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+/// The wait, in one statement: sets `lock_timeout` to `$4`, takes the shared request mark on
+/// key `$3` if `$2` (one attempt), then waits for the exclusive lock on key `$1`. The subquery
+/// (kept apart by `OFFSET 0`) yields its row before the outer target list runs, so the mark is
+/// taken an instant before the wait is queued, on the same session. Returns whether it marked.
+pub(crate) const WAIT: &str = "SELECT m.marked, pg_advisory_lock($1) FROM (SELECT \
+     set_config('lock_timeout', $4, false) AS lock_timeout, \
+     CASE WHEN $2 THEN pg_try_advisory_lock_shared($3) ELSE false END AS marked OFFSET 0) AS m";
+
+/// After a wait, granted or timed out (55P03), in one statement: whether this session holds the
+/// exclusive lock `($1, $2)` (the timeout and the grant race on the server), the release of its
+/// request mark on key `$3` (`($4, $5)` in `pg_locks`) if it holds one, and `lock_timeout` back
+/// to 0. The session then holds at most the lock.
+pub(crate) const AFTER_WAIT: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
      AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 1 \
-     AND mode = 'ExclusiveLock' AND granted)";
+     AND mode = 'ExclusiveLock' AND granted), \
+     (SELECT count(pg_advisory_unlock_shared($3)) FROM pg_locks WHERE locktype = 'advisory' \
+     AND pid = pg_backend_pid() AND classid = $4 AND objid = $5 AND objsubid = 1 \
+     AND mode = 'ShareLock' AND granted), \
+     set_config('lock_timeout', '0', false)";
 
 const REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
@@ -55,29 +70,20 @@ impl Statements {
     async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         let key = &[Type::INT8][..];
         let split = &[Type::OID, Type::OID][..];
-        let (try_lock, lock, unlock, try_lock_shared, unlock_shared) = tokio::try_join!(
+        let wait = &[Type::INT8, Type::BOOL, Type::INT8, Type::TEXT][..];
+        let after = &[Type::OID, Type::OID, Type::INT8, Type::OID, Type::OID][..];
+        let (try_lock, unlock, wait, after_wait, requested) = tokio::try_join!(
             client.prepare_typed("SELECT pg_try_advisory_lock($1)", key),
-            client.prepare_typed("SELECT pg_advisory_lock($1)", key),
             client.prepare_typed("SELECT pg_advisory_unlock($1)", key),
-            client.prepare_typed("SELECT pg_try_advisory_lock_shared($1)", key),
-            client.prepare_typed("SELECT pg_advisory_unlock_shared($1)", key),
-        )?;
-        let (set_lock_timeout, granted, requested) = tokio::try_join!(
-            client.prepare_typed(
-                "SELECT set_config('lock_timeout', $1, false)",
-                &[Type::TEXT]
-            ),
-            client.prepare_typed(GRANTED, split),
+            client.prepare_typed(WAIT, wait),
+            client.prepare_typed(AFTER_WAIT, after),
             client.prepare_typed(REQUESTED, split),
         )?;
         Ok(Statements {
             try_lock,
-            lock,
             unlock,
-            try_lock_shared,
-            unlock_shared,
-            set_lock_timeout,
-            granted,
+            wait,
+            after_wait,
             requested,
         })
     }
@@ -87,6 +93,17 @@ impl Statements {
 const SESSION_SETUP: &str = "SET statement_timeout = 0; \
      SELECT set_config('synchronous_commit', 'local', false) \
      WHERE current_setting('synchronous_commit') = 'off'";
+
+/// Makes the server check, every `ms` while a command runs, that the client is still there
+/// (PostgreSQL 14 and later; skipped on older servers), so that a waiter whose process died
+/// leaves the lock queue instead of being granted the lock. On a server platform that cannot
+/// check (the setting must stay 0 there) it fails, and the failure is ignored.
+fn client_check(ms: u128) -> String {
+    format!(
+        "SELECT set_config('client_connection_check_interval', '{ms}ms', false) \
+         WHERE current_setting('server_version_num')::int >= 140000"
+    )
+}
 
 /// One PostgreSQL session. Dropping it closes the socket (see the module documentation).
 pub(crate) struct Conn {
@@ -120,11 +137,13 @@ impl PooledConnection for Conn {
 }
 
 impl Conn {
-    /// Opens and prepares a new session, within `limit`.
+    /// Opens and prepares a new session, within `limit`; with `check` set, the server checks
+    /// that often whether the client is still there while a command runs.
     pub(crate) async fn open(
         config: &Config,
         connector: &Connector,
         limit: Duration,
+        check: Option<Duration>,
     ) -> Result<Conn, PostgresError> {
         let open = async {
             let connect_err = |source| PostgresError::Connect { source };
@@ -147,12 +166,20 @@ impl Conn {
                 handle: task,
                 armed: true,
             };
-            let (stmts, ()) = tokio::try_join!(
+            let check = async {
+                if let Some(every) = check {
+                    // Unsupported where it fails: nothing to do about it.
+                    let _ = client.batch_execute(&client_check(every.as_millis())).await;
+                }
+                Ok(())
+            };
+            let (stmts, (), ()) = tokio::try_join!(
                 Statements::prepare(&client),
                 // The only long command is pg_advisory_lock, bounded by its own lock_timeout.
                 // A fencing token must be durable before it is handed out: a crash must not
                 // hand it out again. (A stricter setting, e.g. remote_apply, is left alone.)
                 client.batch_execute(SESSION_SETUP),
+                check,
             )
             .map_err(connect_err)?;
             Ok(Conn {
@@ -193,16 +220,6 @@ impl Conn {
         (classid, objid): (u32, u32),
     ) -> Result<T, tokio_postgres::Error> {
         self.one(statement, &[&classid, &objid]).await
-    }
-
-    /// Sets this session's `lock_timeout` (`"250ms"`, `"0"` for none).
-    pub(crate) async fn set_lock_timeout(
-        &self,
-        value: String,
-    ) -> Result<(), tokio_postgres::Error> {
-        self.one::<String>(&self.stmts.set_lock_timeout, &[&value])
-            .await
-            .map(drop)
     }
 
     /// A guard that, if dropped armed, asks the server to cancel the command this session is
@@ -291,14 +308,16 @@ pub(crate) struct Connections {
     config: Config,
     connector: Connector,
     connect_timeout: Duration,
+    client_check: Option<Duration>,
     idle: IdlePool<Conn>,
+    opened: AtomicU64,
 }
 
 impl Connections {
     pub(crate) fn new(
         config: Config,
         connector: Connector,
-        connect_timeout: Duration,
+        (connect_timeout, client_check): (Duration, Option<Duration>),
         max_idle: usize,
         idle_timeout: Option<Duration>,
     ) -> Connections {
@@ -306,7 +325,9 @@ impl Connections {
             config,
             connector,
             connect_timeout,
+            client_check,
             idle: IdlePool::new(max_idle, idle_timeout),
+            opened: AtomicU64::new(0),
         }
     }
 
@@ -325,7 +346,20 @@ impl Connections {
 
     /// A new connection, bypassing the idle ones.
     pub(crate) async fn open(&self) -> Result<Conn, PostgresError> {
-        Conn::open(&self.config, &self.connector, self.connect_timeout).await
+        let conn = Conn::open(
+            &self.config,
+            &self.connector,
+            self.connect_timeout,
+            self.client_check,
+        )
+        .await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    /// Connections opened so far.
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Returns a clean connection (no lock held, no command in flight) for reuse.
@@ -343,80 +377,132 @@ impl Connections {
 mod tests {
     use super::*;
     use crate::key::split;
+    use tokio_postgres::error::SqlState;
 
     /// The server, if `TIERLOCK_PG_URL` is set (skipped, or failed if required, otherwise).
     fn server() -> Option<Config> {
         tierlock_testkit::server_url("TIERLOCK_PG_URL").map(|url| url.parse().unwrap())
     }
 
-    /// The `pg_locks` checks see exactly what they should: the 55P03 re-check finds this
-    /// session's own exclusive lock (and no one else's), the request probe finds another
-    /// session's shared lock (and not its own).
+    fn pool(config: Config, max_idle: usize) -> Connections {
+        let timeouts = (Duration::from_secs(10), Some(Duration::from_secs(1)));
+        Connections::new(config, Connector::Plain, timeouts, max_idle, None)
+    }
+
+    /// `(granted, unmarked)` after a wait of `conn` on `key` with request key `request`.
+    async fn after_wait(conn: &Conn, key: i64, request: i64) -> (bool, i64) {
+        let ((c1, o1), (c2, o2)) = (split(key), split(request));
+        let row = conn
+            .client
+            .query_one(&conn.stmts.after_wait, &[&c1, &o1, &request, &c2, &o2])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    /// The marked wait takes the mark on its own session before it queues, the holder's probe
+    /// sees it (and never its own), and the statement after the wait withdraws it and tells a
+    /// grant from a timeout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pg_locks_checks_find_the_right_sessions() {
+    async fn the_marked_wait_and_the_pg_locks_checks_see_the_right_sessions() {
         let Some(config) = server() else { return };
-        let pool = Connections::new(config, Connector::Plain, Duration::from_secs(10), 4, None);
+        let pool = pool(config, 4);
         let (a, b) = (pool.open().await.unwrap(), pool.open().await.unwrap());
         let key = crate::lock_key("conn-tests", &format!("{:?}", std::time::Instant::now()));
-
-        assert!(
-            !a.with_split::<bool>(&a.stmts.granted, split(key))
-                .await
-                .unwrap()
-        );
+        let request = key.wrapping_add(1);
         assert!(a.with_key::<bool>(&a.stmts.try_lock, key).await.unwrap());
         assert!(
-            a.with_split::<bool>(&a.stmts.granted, split(key))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !b.with_split::<bool>(&b.stmts.granted, split(key))
+            !a.with_split::<bool>(&a.stmts.requested, split(request))
                 .await
                 .unwrap()
         );
 
+        // b waits 300 ms, marked: a sees the mark while b waits.
+        let params: [&(dyn ToSql + Sync); 4] = [&key, &true, &request, &"300ms"];
+        let wait = b.client.query_one(&b.stmts.wait, &params);
+        let probe = async {
+            let started = std::time::Instant::now();
+            while !a
+                .with_split::<bool>(&a.stmts.requested, split(request))
+                .await
+                .unwrap()
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "never saw the mark"
+                );
+            }
+        };
+        let (waited, ()) = tokio::join!(wait, probe);
+        let err = waited.unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE), "{err}");
+        assert_eq!(after_wait(&b, key, request).await, (false, 1));
         assert!(
-            !a.with_split::<bool>(&a.stmts.requested, split(key))
+            !a.with_split::<bool>(&a.stmts.requested, split(request))
                 .await
                 .unwrap()
         );
-        let shared = b.with_key::<bool>(&b.stmts.try_lock_shared, key).await;
-        assert!(!shared.unwrap(), "a shared lock beside an exclusive one");
-        let other = key.wrapping_add(1);
+        let timeout: String = b
+            .client
+            .query_one("SHOW lock_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(timeout, "0");
+
+        // A session's own mark is not a request.
+        let own: bool = a
+            .client
+            .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&request])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(own);
         assert!(
-            b.with_key::<bool>(&b.stmts.try_lock_shared, other)
+            !a.with_split::<bool>(&a.stmts.requested, split(request))
                 .await
                 .unwrap()
         );
-        assert!(
-            a.with_split::<bool>(&a.stmts.requested, split(other))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !b.with_split::<bool>(&b.stmts.requested, split(other))
-                .await
-                .unwrap()
-        );
-        assert!(
-            b.with_key::<bool>(&b.stmts.unlock_shared, other)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !a.with_split::<bool>(&a.stmts.requested, split(other))
-                .await
-                .unwrap()
-        );
+        assert_eq!(after_wait(&a, key, request).await, (true, 1));
+
+        // Unlocked: b's marked wait is granted at once; an unmarked one leaves no mark either.
         assert!(a.with_key::<bool>(&a.stmts.unlock, key).await.unwrap());
-        assert!(!a.with_key::<bool>(&a.stmts.unlock, key).await.unwrap());
+        let row = b
+            .client
+            .query_one(&b.stmts.wait, &[&key, &true, &request, &"1000ms"])
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "marked");
+        assert_eq!(after_wait(&b, key, request).await, (true, 1));
+        assert!(b.with_key::<bool>(&b.stmts.unlock, key).await.unwrap());
+        let row = b
+            .client
+            .query_one(&b.stmts.wait, &[&key, &false, &request, &"1000ms"])
+            .await
+            .unwrap();
+        assert!(!row.get::<_, bool>(0), "not marked");
+        assert_eq!(after_wait(&b, key, request).await, (true, 0));
+        assert!(b.with_key::<bool>(&b.stmts.unlock, key).await.unwrap());
+        assert!(!b.with_key::<bool>(&b.stmts.unlock, key).await.unwrap());
+    }
+
+    /// Sessions check that their client is still there (PostgreSQL 14 and later).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_check_for_a_vanished_client() {
+        let Some(config) = server() else { return };
+        let conn = pool(config, 1).open().await.unwrap();
+        let show =
+            async |sql: &str| -> String { conn.client.query_one(sql, &[]).await.unwrap().get(0) };
+        let version = show("SHOW server_version_num").await;
+        if version.parse::<u32>().unwrap() >= 140_000 {
+            assert_eq!(show("SHOW client_connection_check_interval").await, "1s");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pool_keeps_at_most_max_idle_and_drops_closed_connections() {
         let Some(config) = server() else { return };
-        let pool = Connections::new(config, Connector::Plain, Duration::from_secs(10), 1, None);
+        let pool = pool(config, 1);
         let (a, b) = (pool.open().await.unwrap(), pool.open().await.unwrap());
         pool.put(a);
         pool.put(b);

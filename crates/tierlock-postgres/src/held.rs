@@ -1,4 +1,4 @@
-//! A held advisory lock ([`PgLock`]) and a waiter's request mark ([`RequestHold`]).
+//! A held advisory lock ([`PgLock`]).
 //!
 //! The lifecycle is core's [`Hold`] (the one every session-based provider shares): the
 //! connection whose session holds the lock belongs to a monitor task, which
@@ -16,13 +16,17 @@
 //! [`Releases`](tierlock_core::held::Releases) so that the provider's next acquisition of the
 //! name waits for it; a failed unlock closes the connection, which frees the lock too. Without
 //! a runtime, the task and the connection are gone already: the server ended the session and
-//! freed the lock.
+//! freed the lock. A lock about to be handed back to another process is registered earlier
+//! still, when the manager reads its request flag ([`EarlyRelease`]), and an explicit release
+//! when it is called: either way the manager's next local waiter, which it wakes first, finds
+//! the connection back in the pool instead of opening another.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tierlock_core::held::{Abandon, Fault, Hold, Session};
+use parking_lot::Mutex;
+use tierlock_core::held::{Abandon, Fault, Hold, Releases, Releasing, Session};
 use tierlock_core::provider::{BoxFuture, ExternalLock, LostSignal};
 use tierlock_core::{BoxError, LockName};
 
@@ -34,11 +38,48 @@ pub(crate) struct PgLock {
     name: LockName,
     token: Option<u64>,
     hold: Hold<PgSession>,
+    releases: Arc<Releases>,
+    early: EarlyRelease,
 }
 
 impl PgLock {
-    pub(crate) fn new(name: LockName, token: Option<u64>, hold: Hold<PgSession>) -> PgLock {
-        PgLock { name, token, hold }
+    pub(crate) fn new(
+        name: LockName,
+        token: Option<u64>,
+        hold: Hold<PgSession>,
+        (releases, early): (Arc<Releases>, EarlyRelease),
+    ) -> PgLock {
+        PgLock {
+            name,
+            token,
+            hold,
+            releases,
+            early,
+        }
+    }
+}
+
+/// The release of a lock that a manager is about to hand back to another process, registered
+/// in the provider's releases as soon as the manager reads the request flag (see
+/// [`ExternalLock::is_requested`] below), and finished once the session is back in the pool.
+///
+/// A manager reads the flag at a turn boundary, and when it is set hands the external lock back
+/// and wakes its next local waiter *before* it drops (or releases) the handle. Registered only
+/// then, the release could come too late for that waiter's acquisition, which would find the
+/// pool empty and open another connection.
+#[derive(Clone, Default)]
+pub(crate) struct EarlyRelease(Arc<Mutex<Option<Releasing>>>);
+
+impl EarlyRelease {
+    fn begin(&self, releases: &Arc<Releases>, name: &LockName) {
+        let mut slot = self.0.lock();
+        if slot.is_none() {
+            *slot = Some(releases.begin(name.clone()));
+        }
+    }
+
+    fn finish(&self) {
+        drop(self.0.lock().take());
     }
 }
 
@@ -51,12 +92,20 @@ pub(crate) struct PgSession {
     /// The request key, as `pg_locks` shows it.
     pub request_key: (u32, u32),
     pub command_timeout: Duration,
+    pub early: EarlyRelease,
 }
 
 impl PgSession {
     /// `pg_advisory_unlock`, then the connection goes back to the pool. On any failure the
     /// connection is dropped, which closes the session and frees the lock all the same.
     pub(crate) async fn unlock(self) -> Result<(), PostgresError> {
+        let early = self.early.clone();
+        let unlocked = self.unlock_inner().await;
+        early.finish();
+        unlocked
+    }
+
+    async fn unlock_inner(self) -> Result<(), PostgresError> {
         let name = self.name.as_str();
         let limit = self.command_timeout;
         let unlock = self
@@ -115,14 +164,24 @@ impl Session for PgSession {
 
 impl ExternalLock for PgLock {
     fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), BoxError>> {
-        let PgLock { name, hold, .. } = *self;
+        let PgLock {
+            name,
+            hold,
+            releases,
+            ..
+        } = *self;
+        // Registered now, not at the first poll: the manager hands the name to the next local
+        // waiter before it awaits this.
+        let releasing = releases.begin(name.clone());
         Box::pin(async move {
-            match hold.take_back().await {
+            let released = match hold.take_back().await {
                 Some(session) => Ok(session.unlock().await?),
                 None => Err(Box::new(PostgresError::Lost {
                     name: name.to_string(),
                 }) as BoxError),
-            }
+            };
+            drop(releasing);
+            released
         })
     }
 
@@ -133,8 +192,16 @@ impl ExternalLock for PgLock {
         true
     }
 
+    /// The cached flag. When it is set, the manager is about to hand the lock back: its
+    /// release is registered now (see `EarlyRelease`). If the lock were kept after all, this
+    /// provider's acquisitions of the name would wait for it (up to `command_timeout`) — while
+    /// it is held here anyway.
     fn is_requested(&self) -> bool {
-        self.hold.is_requested()
+        let requested = self.hold.is_requested();
+        if requested {
+            self.early.begin(&self.releases, &self.name);
+        }
+        requested
     }
 
     fn lost_signal(&self) -> Option<LostSignal> {
@@ -153,29 +220,5 @@ impl fmt::Debug for PgLock {
             .field("token", &self.token)
             .field("hold", &self.hold)
             .finish()
-    }
-}
-
-/// A waiter's request mark: a session holding a shared lock on the request key. Abandoning it
-/// unlocks and returns the connection to the pool, or closes the connection if the unlock
-/// fails (see [`AbandonOnDrop`](tierlock_core::held::AbandonOnDrop), which runs it when the
-/// mark is dropped).
-pub(crate) struct RequestHold {
-    pub conn: Conn,
-    pub connections: Arc<Connections>,
-    pub request_key: i64,
-    pub command_timeout: Duration,
-}
-
-impl Abandon for RequestHold {
-    fn abandon(self) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            let unlock = self
-                .conn
-                .with_key::<bool>(&self.conn.stmts.unlock_shared, self.request_key);
-            if let Ok(Ok(true)) = tokio::time::timeout(self.command_timeout, unlock).await {
-                self.connections.put(self.conn);
-            }
-        })
     }
 }

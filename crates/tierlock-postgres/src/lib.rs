@@ -25,14 +25,23 @@
 //!   closed after [`idle_timeout`](PostgresProviderBuilder::idle_timeout), 60 s), so an
 //!   uncontended acquire + release is two round trips with no connection set-up.
 //! * **Acquire.** With no time left, one `pg_try_advisory_lock`. Otherwise `pg_advisory_lock`
-//!   under `lock_timeout` set to the remaining budget: the waiter queues on the server, fairly.
-//!   If the server reports a lock timeout (SQLSTATE 55P03), `pg_locks` is checked, because the
-//!   grant and the timeout can race; a granted lock is kept.
-//! * **Requests.** A process that waits holds a *shared* advisory lock on the name's
-//!   [`request_key`] on a connection of its own. A held lock checks `pg_locks` for such a shared
-//!   lock every [`request_poll_interval`](PostgresProviderBuilder::request_poll_interval)
-//!   (50 ms) in the background, so the manager can hand the lock over at its next turn
-//!   boundary.
+//!   under `lock_timeout` set to the remaining budget (in the same statement): the waiter
+//!   queues on the server, fairly. If the server reports a lock timeout (SQLSTATE 55P03),
+//!   `pg_locks` is checked, because the grant and the timeout can race; a granted lock is kept.
+//! * **Requests, one session per waiter.** A [`LockManager`](tierlock_core::LockManager) that
+//!   must wait announces it ([`Provider::request`](tierlock_core::Provider::request), no I/O);
+//!   the wait then takes a *shared* advisory lock on the name's [`request_key`] (the mark) in
+//!   the same statement as `pg_advisory_lock`, on the same session, just before it queues, and
+//!   the statement after the wait withdraws the mark. So the holder sees the mark only once the
+//!   wait is queued, and a hand-back reaches the waiter; and a cold waiter costs one session.
+//!   A held lock checks `pg_locks` for another session's mark every
+//!   [`request_poll_interval`](PostgresProviderBuilder::request_poll_interval) (50 ms) in the
+//!   background, so the manager can hand the lock over at its next turn boundary.
+//! * **Dead waiters.** Every session sets `client_connection_check_interval` (PostgreSQL 14 and
+//!   later; [1 s](PostgresProviderBuilder::client_connection_check_interval)): a process killed
+//!   while it waits leaves the server's queue within that time. Without it (PostgreSQL 13 and
+//!   older) the dead waiter's backend stays queued until its turn, is granted the lock, and
+//!   releases it as soon as it finds its client gone (or leaves at its `lock_timeout`).
 //! * **Lost locks.** If a held lock's connection closes (backend terminated, server restart,
 //!   network failure) or a background check fails, the lock's lost signal fires
 //!   (`guard.lost()`), and later acquisitions use fresh connections. A `SELECT 1` is sent on a
@@ -41,8 +50,9 @@
 //!   idle-connection killers away and notice dead peers.
 //! * **Held locks** follow the lifecycle every session-based provider shares
 //!   ([`tierlock_core::held`]): a monitor task owns the lock's connection; `release` asks for it
-//!   back between round trips; a dropped lock is unlocked in the background and this provider's
-//!   next acquisition of the name waits for that unlock.
+//!   back between round trips; a dropped lock (a guard dropped, or a lock handed back to another
+//!   process) is unlocked in the background and this provider's next acquisition of the name
+//!   waits for that unlock, so it reuses the connection instead of opening another.
 //!
 //! # Fencing tokens
 //!
@@ -114,6 +124,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
+mod announce;
 mod config;
 mod conn;
 mod error;

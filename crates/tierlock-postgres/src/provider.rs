@@ -5,15 +5,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tierlock_core::held::{AbandonOnDrop, Hold, Releases};
+use tierlock_core::held::{Hold, Releases};
 use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, RequestMark, WaitStrategy};
 use tierlock_core::{BoxError, LockName};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
+use crate::announce::Announced;
 use crate::config::{PostgresProviderBuilder, Settings};
 use crate::conn::{Conn, Connections};
 use crate::error::PostgresError;
-use crate::held::{PgLock, PgSession, RequestHold};
+use crate::held::{EarlyRelease, PgLock, PgSession};
 use crate::key::{lock_key, request_key, split};
 
 /// Locks across processes and hosts with PostgreSQL session advisory locks.
@@ -43,6 +45,8 @@ pub struct PostgresProvider {
     settings: Arc<Settings>,
     /// Dropped locks still being unlocked in the background.
     releases: Arc<Releases>,
+    /// Waits announced by `Provider::request`.
+    announced: Arc<Announced>,
 }
 
 /// How long an acquisition may wait on the server.
@@ -117,6 +121,7 @@ impl PostgresProvider {
             connections,
             settings,
             releases: Releases::new(),
+            announced: Arc::default(),
         }
     }
 
@@ -160,6 +165,11 @@ impl PostgresProvider {
         self.connections.idle_count()
     }
 
+    /// Number of connections (sessions) this provider has opened so far.
+    pub fn sessions_opened(&self) -> u64 {
+        self.connections.opened()
+    }
+
     pub(crate) async fn warm_up(&self) -> Result<(), PostgresError> {
         let conn = self.connections.open().await?;
         self.connections.put(conn);
@@ -189,7 +199,12 @@ impl PostgresProvider {
         let limit = self.settings.command_timeout;
         self.releases.settle(name.as_str(), limit).await;
         let key = self.lock_key(name.as_str());
-        let attempt = move |conn| self.lock_on(conn, name.as_str(), key, deadline);
+        // A wait announced by `request` marks itself, in the same statement.
+        let mark = self
+            .announced
+            .contains(name.as_str())
+            .then(|| self.request_key(name.as_str()));
+        let attempt = move |conn| self.lock_on(conn, name.as_str(), key, mark, deadline);
         let Some(conn) = self.on_connection(attempt).await? else {
             return Ok(None);
         };
@@ -204,9 +219,17 @@ impl PostgresProvider {
                 }
             },
         };
-        let hold = Hold::start(self.session(conn, name, key), self.settings.schedule)
-            .settle_in(&self.releases, name.clone());
-        Ok(Some(PgLock::new(name.clone(), token, hold)))
+        let session = self.session(conn, name, key);
+        let early = session.early.clone();
+        let hold =
+            Hold::start(session, self.settings.schedule).settle_in(&self.releases, name.clone());
+        let releases = Arc::clone(&self.releases);
+        Ok(Some(PgLock::new(
+            name.clone(),
+            token,
+            hold,
+            (releases, early),
+        )))
     }
 
     /// `conn`, whose session holds `key`, ready for the monitor task.
@@ -218,16 +241,19 @@ impl PostgresProvider {
             key,
             request_key: split(self.request_key(name.as_str())),
             command_timeout: self.settings.command_timeout,
+            early: EarlyRelease::default(),
         }
     }
 
-    /// Takes `key` on `conn`'s session. Returns the connection if granted; otherwise it goes
-    /// back to the pool. On error or cancellation the connection is dropped, which closes it.
+    /// Takes `key` on `conn`'s session, a wait marking its request on `mark` if set. Returns
+    /// the connection if granted; otherwise it goes back to the pool. On error or cancellation
+    /// the connection is dropped, which closes it.
     async fn lock_on(
         &self,
         conn: Conn,
         name: &str,
         key: i64,
+        mark: Option<i64>,
         deadline: Option<Instant>,
     ) -> Result<Option<Conn>, PostgresError> {
         let limit = Some(self.settings.command_timeout);
@@ -236,7 +262,7 @@ impl PostgresProvider {
                 let try_lock = conn.with_key::<bool>(&conn.stmts.try_lock, key);
                 run(name, "pg_try_advisory_lock", limit, try_lock).await?
             }
-            budget => self.wait_on(&conn, name, key, budget).await?,
+            budget => self.wait_on(&conn, name, (key, mark), budget).await?,
         };
         if granted {
             return Ok(Some(conn));
@@ -245,21 +271,20 @@ impl PostgresProvider {
         Ok(None)
     }
 
-    /// `pg_advisory_lock` under `lock_timeout`, with the 55P03 re-check; leaves the session's
-    /// `lock_timeout` at 0 unless it fails.
+    /// `pg_advisory_lock` under `lock_timeout`, marked on request key `mark` if set (see
+    /// [`WAIT`](crate::conn::WAIT)), with the 55P03 re-check; leaves the session with no mark
+    /// and `lock_timeout` at 0 unless it fails.
     async fn wait_on(
         &self,
         conn: &Conn,
         name: &str,
-        key: i64,
+        (key, mark): (i64, Option<i64>),
         budget: Budget,
     ) -> Result<bool, PostgresError> {
         let limit = Some(self.settings.command_timeout);
-        let set_timeout = |value: String| async move {
-            let set = conn.set_lock_timeout(value);
-            run(name, "SET lock_timeout", limit, set).await
-        };
-        set_timeout(budget.lock_timeout()).await?;
+        let request = mark.unwrap_or(0);
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&key, &mark.is_some(), &request, &budget.lock_timeout()];
         // If this future is dropped during the wait, the guard asks the server to cancel the
         // wait, and the dropped connection closes the session: nothing can stay held.
         let cancel = conn.cancel_on_drop(self.connections.connector());
@@ -267,7 +292,7 @@ impl PostgresProvider {
             Budget::Wait(left) => Some(left + self.settings.command_timeout),
             Budget::Try | Budget::Forever => None,
         };
-        let waited = bounded(bound, conn.client.execute(&conn.stmts.lock, &[&key])).await;
+        let waited = bounded(bound, conn.client.query_one(&conn.stmts.wait, &params)).await;
         let Some(waited) = waited else {
             // No answer in time (the network?): `cancel` fires as it goes out of scope.
             let after = bound.unwrap_or_default();
@@ -275,50 +300,19 @@ impl PostgresProvider {
         };
         // The command is over: a late cancel request would hit this session's next command.
         cancel.disarm();
-        let granted = match waited {
-            Ok(_) => true,
-            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                // lock_timeout fired, but the lock may have been granted at that very moment
-                // (the timeout and the grant race on the server): ask.
-                let check = conn.with_split::<bool>(&conn.stmts.granted, split(key));
-                run(name, "checking pg_locks", limit, check).await?
-            }
+        match waited {
+            Ok(_) => {}
+            // lock_timeout fired, but the lock may have been granted at that very moment (the
+            // timeout and the grant race on the server): the next statement asks.
+            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {}
             Err(err) => return Err(PostgresError::query(name, "pg_advisory_lock")(err)),
-        };
-        set_timeout("0".to_owned()).await?;
-        Ok(granted)
-    }
-
-    async fn request_mark(&self, name: &LockName) -> Result<Option<RequestMark>, PostgresError> {
-        let key = self.request_key(name.as_str());
-        let attempt = move |conn| self.mark_on(conn, name.as_str(), key);
-        let marked = self.on_connection(attempt).await?;
-        Ok(marked.map(|conn| {
-            RequestMark::new(AbandonOnDrop::new(RequestHold {
-                conn,
-                connections: Arc::clone(&self.connections),
-                request_key: key,
-                command_timeout: self.settings.command_timeout,
-            }))
-        }))
-    }
-
-    /// Takes the shared request lock on `conn`'s session; returns the connection if granted.
-    async fn mark_on(
-        &self,
-        conn: Conn,
-        name: &str,
-        key: i64,
-    ) -> Result<Option<Conn>, PostgresError> {
-        let limit = Some(self.settings.command_timeout);
-        let stmt = &conn.stmts.try_lock_shared;
-        let operation = "pg_try_advisory_lock_shared";
-        if run(name, operation, limit, conn.with_key::<bool>(stmt, key)).await? {
-            return Ok(Some(conn));
         }
-        // Only an exclusive lock on the request key blocks it: another application's key.
-        self.connections.put(conn);
-        Ok(None)
+        let ((c1, o1), (c2, o2)) = (split(key), split(request));
+        let params: [&(dyn ToSql + Sync); 5] = [&c1, &o1, &request, &c2, &o2];
+        let after = conn.client.query_one(&conn.stmts.after_wait, &params);
+        let row = run(name, "checking pg_locks", limit, after).await?;
+        row.try_get(0)
+            .map_err(PostgresError::query(name, "checking pg_locks"))
     }
 }
 
@@ -367,11 +361,14 @@ impl Provider for PostgresProvider {
         })
     }
 
+    /// Announces a wait for `name`: the wait that follows marks the request on its own session,
+    /// in the same statement (see the crate documentation). No I/O.
     fn request<'a>(
         &'a self,
         name: &'a LockName,
     ) -> BoxFuture<'a, Result<Option<RequestMark>, BoxError>> {
-        Box::pin(async move { Ok(self.request_mark(name).await?) })
+        let announcement = self.announced.announce(name.as_str());
+        Box::pin(std::future::ready(Ok(Some(RequestMark::new(announcement)))))
     }
 }
 

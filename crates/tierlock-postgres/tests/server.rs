@@ -138,7 +138,7 @@ async fn a_blocked_acquire_is_granted_when_the_holder_releases() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiter_marks_its_request_and_the_holder_sees_it() {
+async fn an_announced_wait_marks_its_request_on_its_own_session() {
     let Some(url) = server_url(URL) else { return };
     let ns = fresh_namespace("request");
     let (a, b) = (provider(&url, &ns).await, provider(&url, &ns).await);
@@ -147,22 +147,38 @@ async fn a_waiter_marks_its_request_and_the_holder_sees_it() {
     let held = a.acquire(&lock, now()).await.unwrap().unwrap();
     assert!(!held.is_requested());
 
+    // `request` alone only announces the wait: nothing on the server yet.
     let mark = b.request(&lock).await.unwrap().expect("request mark");
-    let seen = holders(&admin, a.request_key("handoff")).await;
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!((seen[0].1.as_str(), seen[0].2), ("ShareLock", true));
+    assert!(holders(&admin, a.request_key("handoff")).await.is_empty());
+    let waiting = tokio::spawn({
+        let (b, lock) = (b.clone(), lock.clone());
+        async move { b.acquire(&lock, None).await.map(|got| got.is_some()) }
+    });
+    eventually(BOUND, "the wait is queued", || async {
+        holders(&admin, a.lock_key("handoff")).await.len() == 2
+    })
+    .await;
+    let waiter_pid = holders(&admin, a.lock_key("handoff"))
+        .await
+        .into_iter()
+        .find(|(_, _, granted)| !granted)
+        .expect("a waiting session")
+        .0;
+    // The mark is held by the waiting session itself.
+    let marks = holders(&admin, a.request_key("handoff")).await;
+    assert_eq!(marks, [(waiter_pid, "ShareLock".to_owned(), true)]);
     eventually(BOUND, "holder sees the request", || async {
         held.is_requested()
     })
     .await;
 
-    drop(mark);
-    eventually(BOUND, "request withdrawn", || async {
-        !held.is_requested()
-    })
-    .await;
-    assert!(holders(&admin, a.request_key("handoff")).await.is_empty());
     held.release().await.unwrap();
+    assert!(waiting.await.unwrap().unwrap(), "granted");
+    drop(mark);
+    // The mark went with the wait; the one session the waiter opened holds the lock.
+    assert!(holders(&admin, a.request_key("handoff")).await.is_empty());
+    let seen = holders(&admin, a.lock_key("handoff")).await;
+    assert_eq!(seen, [(waiter_pid, "ExclusiveLock".to_owned(), true)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +313,20 @@ async fn request_polling_off_means_never_requested_and_keepalive_runs_alone() {
     let lock = name("quiet");
     let held = holder.acquire(&lock, now()).await.unwrap().unwrap();
     let mark = waiter.request(&lock).await.unwrap().expect("request mark");
-    let pid = holders(&admin, holder.lock_key("quiet")).await[0].0;
+    let waiting = tokio::spawn({
+        let (waiter, lock) = (waiter.clone(), lock.clone());
+        async move { waiter.acquire(&lock, None).await.map(|got| got.is_some()) }
+    });
+    eventually(BOUND, "the marked wait is queued", || async {
+        holders(&admin, holder.request_key("quiet")).await.len() == 1
+    })
+    .await;
+    let pid = holders(&admin, holder.lock_key("quiet"))
+        .await
+        .into_iter()
+        .find(|(_, _, granted)| *granted)
+        .expect("the holder")
+        .0;
     // The keepalive is what the holder's session runs now.
     eventually(BOUND, "the holder's session sends SELECT 1", || async {
         let query: Option<String> = admin
@@ -310,8 +339,9 @@ async fn request_polling_off_means_never_requested_and_keepalive_runs_alone() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!held.is_requested(), "polling is off");
-    drop(mark);
     held.release().await.unwrap();
+    assert!(waiting.await.unwrap().unwrap());
+    drop(mark);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

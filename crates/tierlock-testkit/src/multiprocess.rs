@@ -203,10 +203,25 @@ pub async fn count_together(
     );
 }
 
-/// A holder process is killed with SIGKILL; a waiting process gets the lock within 1 s.
-/// Returns how long the waiter took after the kill.
+/// How long a fresh worker process on `provider` takes from its start until it has made one
+/// `try_lock` and released it: process start plus the provider's connection set-up (TCP, TLS,
+/// login, first statements — 0.1–1 s on some servers). Scenario bounds add it to theirs, so that
+/// they measure the lock, not the server's session start-up.
+pub async fn setup_time(bin: &Path, provider: &[String]) -> Duration {
+    let started = Instant::now();
+    let mut worker = Worker::spawn(bin, provider, &strings(&["setup", "mp:setup"]));
+    worker.expect("setup", PATIENCE).await;
+    let took = started.elapsed();
+    worker.finish().await;
+    took
+}
+
+/// A holder process is killed with SIGKILL; a waiting process gets the lock within 1 s plus
+/// the measured connection set-up time ([`setup_time`]). Returns how long the waiter took after
+/// the kill.
 pub async fn killed_holder_is_released(bin: &Path, provider: &[String]) -> Duration {
-    killed_holder_is_released_to(bin, provider, provider, Duration::from_secs(1)).await
+    let bound = Duration::from_secs(1) + setup_time(bin, provider).await;
+    killed_holder_is_released_to(bin, provider, provider, bound).await
 }
 
 /// A holder process (provider arguments `holder`) is killed with SIGKILL; a waiting process
@@ -221,10 +236,12 @@ pub async fn killed_holder_is_released_to(
     let mut holding = Worker::spawn(bin, holder, &strings(&["hold", "mp:kill", "30000"]));
     holding.expect("waiting", PATIENCE).await;
     holding.expect("acquired", PATIENCE).await;
+    let setup = setup_time(bin, waiter).await;
     let mut waiting = Worker::spawn(bin, waiter, &strings(&["hold", "mp:kill", "60000"]));
     waiting.expect("waiting", PATIENCE).await;
-    // Give the waiter time to find the lock held and start waiting for real.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Give the waiter time to find the lock held and start waiting for real: its sessions may
+    // take as long as a fresh process's set-up.
+    tokio::time::sleep(Duration::from_millis(300) + setup).await;
     let killed = Instant::now();
     holding.kill().await;
     waiting.expect("acquired", PATIENCE).await;
@@ -240,10 +257,12 @@ pub async fn killed_holder_is_released_to(
 }
 
 /// Process A keeps 4 tasks contending with 100 µs critical sections; process B asks for the
-/// lock and must get it within 1 s: A hands the external lock over at a turn boundary.
-/// Returns how long B waited.
+/// lock and must get it within 1 s plus the measured connection set-up time ([`setup_time`]:
+/// B is a fresh process, and a waiter costs one session): A hands the external lock over at a
+/// turn boundary. Returns how long B waited.
 pub async fn busy_process_hands_over(bin: &Path, provider: &[String]) -> Duration {
-    busy_process_hands_over_to(bin, provider, provider, Duration::from_secs(1)).await
+    let bound = Duration::from_secs(1) + setup_time(bin, provider).await;
+    busy_process_hands_over_to(bin, provider, provider, bound).await
 }
 
 /// As [`busy_process_hands_over`], with the busy process on provider arguments `busy`, the

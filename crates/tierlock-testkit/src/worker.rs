@@ -9,6 +9,7 @@
 //! | `hold NAME TIMEOUT_MS` | takes the lock, holds it until a line or EOF on stdin | `waiting`, then `acquired MS token=T` or `timeout`; `lost token=T` if the provider reports the lock lost meanwhile; then `released` (`released lost` if the release found it lost) |
 //! | `serve NAME` | reads commands from stdin until EOF: `lock TIMEOUT_MS` takes the lock, `release` releases it | `ready`, then per command `acquired MS token=T` or `timeout`, and `released` or `released lost` |
 //! | `count NAME FILE TASKS ROUNDS` | `TASKS` tasks each add 1 to the number in `FILE` `ROUNDS` times (read, sleep, write) under the lock | `done` |
+//! | `setup NAME` | one `try_lock` of the (free) name and its release, on the provider as built | `setup` |
 //! | `contend NAME TASKS SECS CRIT_US [bypass]` | tasks take the lock in a loop for `SECS` s, holding it `CRIT_US` µs; `bypass` gives each task its own manager, so every acquisition goes to the provider | `stats sections=N p50_us=… p99_us=… max_us=… external=…` |
 
 use std::error::Error;
@@ -52,6 +53,7 @@ pub async fn run(provider: Arc<dyn Provider>, args: &[String]) -> Result<()> {
             .await
         }
         "serve" => serve(provider, &arg::<String>(args, 1, "NAME")?).await,
+        "setup" => setup(provider, &arg::<String>(args, 1, "NAME")?).await,
         "count" => {
             let name: String = arg(args, 1, "NAME")?;
             let file: PathBuf = arg(args, 2, "FILE")?;
@@ -103,6 +105,17 @@ async fn hold(provider: Arc<dyn Provider>, name: &str, timeout_ms: u64) -> Resul
         }
     }
     say(release(guard).await?);
+    Ok(())
+}
+
+/// One `try_lock` and release: with the process start, what a fresh process pays before it can
+/// use the provider (connections, logins, first statements).
+async fn setup(provider: Arc<dyn Provider>, name: &str) -> Result<()> {
+    let locks = LockManager::from_arc(provider);
+    if let Some(guard) = locks.try_lock(name).await? {
+        guard.release().await?;
+    }
+    say("setup");
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 //! Providers: `file DIR` (mode chosen from the mount), `file-flock DIR`, `file-lease DIR TTL_MS`,
 //! `postgres URL NAMESPACE`, `mssql CONNECTION_STRING NAMESPACE`, `sqlite PATH TTL_MS`,
 //! `redis URL KEY_PREFIX`, `redis-ttl URL KEY_PREFIX TTL_MS`, and `postgres-fencing` /
-//! `mssql-fencing` with the same arguments as those providers, with fencing tokens on.
+//! `mssql-fencing` with the same arguments as those providers, with fencing tokens on;
+//! `postgres-unchecked` is `postgres` without `client_connection_check_interval` (what a
+//! server older than PostgreSQL 14 does with a dead waiter).
 
 #![forbid(unsafe_code)]
 
@@ -54,10 +56,12 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(provider), 3))
         }
-        Some(kind @ ("postgres" | "postgres-fencing")) => {
+        Some(kind @ ("postgres" | "postgres-fencing" | "postgres-unchecked")) => {
+            let check = (kind != "postgres-unchecked").then_some(std::time::Duration::from_secs(1));
             let provider = tierlock_postgres::PostgresProvider::builder(arg(1, "URL")?)
                 .namespace(arg(2, "NAMESPACE")?)
                 .fencing(kind == "postgres-fencing")
+                .client_connection_check_interval(check)
                 .connect()
                 .await
                 .map_err(|e| e.to_string())?;
@@ -89,7 +93,8 @@ async fn provider(args: &[String]) -> Result<(Arc<dyn Provider>, usize), String>
         }
         other => Err(format!(
             "unknown provider {other:?} (expected: file DIR | file-flock DIR | \
-             file-lease DIR TTL_MS | sqlite PATH TTL_MS | postgres[-fencing] URL NAMESPACE | \
+             file-lease DIR TTL_MS | sqlite PATH TTL_MS | \
+             postgres[-fencing|-unchecked] URL NAMESPACE | \
              mssql[-fencing] CONNECTION_STRING NAMESPACE | redis URL KEY_PREFIX | \
              redis-ttl URL KEY_PREFIX TTL_MS)"
         )),

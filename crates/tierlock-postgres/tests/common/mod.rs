@@ -6,6 +6,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
 
+pub mod proxy;
+
 #[allow(unused_imports)]
 pub use tierlock_testkit::server_url;
 
@@ -50,6 +52,14 @@ pub async fn holders(admin: &Client, key: i64) -> Vec<(i32, String, bool)> {
         .into_iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect()
+}
+
+/// Whether some session waits for the advisory lock `key`.
+pub async fn has_waiter(admin: &Client, key: i64) -> bool {
+    holders(admin, key)
+        .await
+        .iter()
+        .any(|(_, _, granted)| !granted)
 }
 
 /// Polls `check` until it is true; panics after `limit`.
