@@ -87,14 +87,14 @@ mod metrics {
         let inner = locks.lock("a", Duration::from_secs(5)).await?;
         let s = read(&mut snapshotter);
         assert_eq!(
-            counter(&s, "tierlock_acquisitions_total{outcome=acquired}"),
+            counter(s, "tierlock_acquisitions_total{outcome=acquired}"),
             1
         );
         assert_eq!(
-            counter(&s, "tierlock_acquisitions_total{outcome=reentered}"),
+            counter(s, "tierlock_acquisitions_total{outcome=reentered}"),
             1
         );
-        assert_eq!(gauge(&s, "tierlock_held_guards{}"), 2.0);
+        assert_eq!(gauge(s, "tierlock_held_guards{}"), 2.0);
 
         let other = {
             let locks = locks.clone();
@@ -105,18 +105,18 @@ mod metrics {
         drop(inner);
         let s = read(&mut snapshotter);
         assert_eq!(
-            counter(&s, "tierlock_acquisitions_total{outcome=timeout}"),
+            counter(s, "tierlock_acquisitions_total{outcome=timeout}"),
             1
         );
-        assert_eq!(counter(&s, "tierlock_timeouts_total{}"), 1);
-        assert_eq!(gauge(&s, "tierlock_held_guards{}"), 0.0);
+        assert_eq!(counter(s, "tierlock_timeouts_total{}"), 1);
+        assert_eq!(gauge(s, "tierlock_held_guards{}"), 0.0);
         // One turn ended (the outer guard's drop only lowered the count).
-        assert_eq!(samples(&s, "tierlock_hold_seconds{}").len(), 1);
-        assert_eq!(counter(&s, "tierlock_acquisitions_total{outcome=error}"), 0);
+        assert_eq!(samples(s, "tierlock_hold_seconds{}").len(), 1);
+        assert_eq!(counter(s, "tierlock_acquisitions_total{outcome=error}"), 0);
         let bad = locks.lock("", Duration::ZERO).await;
         assert!(matches!(bad, Err(LockError::InvalidName { .. })));
         let s = read(&mut snapshotter);
-        assert_eq!(counter(&s, "tierlock_acquisitions_total{outcome=error}"), 1);
+        assert_eq!(counter(s, "tierlock_acquisitions_total{outcome=error}"), 1);
         Ok(())
     }
 
@@ -142,15 +142,15 @@ mod metrics {
         }
         let s = read(&mut snapshotter);
         assert_eq!(
-            counter(&s, "tierlock_acquisitions_total{outcome=acquired}"),
+            counter(s, "tierlock_acquisitions_total{outcome=acquired}"),
             400
         );
-        let waited = samples(&s, "tierlock_wait_seconds{}");
+        let waited = samples(s, "tierlock_wait_seconds{}");
         assert!(!waited.is_empty(), "8 tasks on one name never waited");
-        assert!(counter(&s, "tierlock_handoffs_total{}") >= waited.len() as u64 / 2);
-        assert_eq!(gauge(&s, "tierlock_waiting{}"), 0.0);
-        assert_eq!(gauge(&s, "tierlock_held_guards{}"), 0.0);
-        assert_eq!(samples(&s, "tierlock_hold_seconds{}").len(), 400);
+        assert!(counter(s, "tierlock_handoffs_total{}") >= waited.len() as u64 / 2);
+        assert_eq!(gauge(s, "tierlock_waiting{}"), 0.0);
+        assert_eq!(gauge(s, "tierlock_held_guards{}"), 0.0);
+        assert_eq!(samples(s, "tierlock_hold_seconds{}").len(), 400);
         Ok(())
     }
 
@@ -164,11 +164,11 @@ mod metrics {
         assert!(gone.is_err(), "the waiter got a held lock");
         let s = read(&mut snapshotter);
         assert_eq!(
-            counter(&s, "tierlock_acquisitions_total{outcome=cancelled}"),
+            counter(s, "tierlock_acquisitions_total{outcome=cancelled}"),
             1
         );
-        assert_eq!(gauge(&s, "tierlock_waiting{}"), 0.0);
-        assert_eq!(samples(&s, "tierlock_wait_seconds{}").len(), 1);
+        assert_eq!(gauge(s, "tierlock_waiting{}"), 0.0);
+        assert_eq!(samples(s, "tierlock_wait_seconds{}").len(), 1);
         drop(held);
         Ok(())
     }
@@ -181,8 +181,8 @@ mod metrics {
 
         drop(locks.lock("a", Duration::from_secs(5)).await?);
         let s = read(&mut snapshotter);
-        assert_eq!(counter(&s, "tierlock_external_acquisitions_total{}"), 1);
-        assert_eq!(samples(&s, "tierlock_external_acquire_seconds{}").len(), 1);
+        assert_eq!(counter(s, "tierlock_external_acquisitions_total{}"), 1);
+        assert_eq!(samples(s, "tierlock_external_acquire_seconds{}").len(), 1);
 
         // Another process asks while a local waiter exists: the boundary hands back.
         let first = scope(locks.lock("b", Duration::MAX)).await?;
@@ -198,23 +198,23 @@ mod metrics {
         second.await.expect("task")?;
         provider.set_requested(false);
         let s = read(&mut snapshotter);
-        assert_eq!(counter(&s, "tierlock_handbacks_total{}"), 1);
+        assert_eq!(counter(s, "tierlock_handbacks_total{}"), 1);
 
         // A lock reported lost is counted when its turn ends.
         let guard = locks.lock("c", Duration::from_secs(5)).await?;
         provider.lose_held_locks();
         assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
         let s = read(&mut snapshotter);
-        assert_eq!(counter(&s, "tierlock_lost_total{}"), 1);
+        assert_eq!(counter(s, "tierlock_lost_total{}"), 1);
 
         provider.set_failing(true);
         let failed = locks.lock("d", Duration::from_secs(5)).await;
         assert!(matches!(failed, Err(LockError::Provider { .. })));
         let s = read(&mut snapshotter);
-        assert_eq!(counter(&s, "tierlock_provider_errors_total{}"), 1);
-        assert_eq!(counter(&s, "tierlock_acquisitions_total{outcome=error}"), 1);
-        assert_eq!(gauge(&s, "tierlock_waiting{}"), 0.0);
-        assert_eq!(gauge(&s, "tierlock_held_guards{}"), 0.0);
+        assert_eq!(counter(s, "tierlock_provider_errors_total{}"), 1);
+        assert_eq!(counter(s, "tierlock_acquisitions_total{outcome=error}"), 1);
+        assert_eq!(gauge(s, "tierlock_waiting{}"), 0.0);
+        assert_eq!(gauge(s, "tierlock_held_guards{}"), 0.0);
         Ok(())
     }
 }
