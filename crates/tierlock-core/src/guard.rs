@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::LockError;
+use crate::observe::Since;
 use crate::owner::Owner;
 use crate::provider::LostSignal;
 use crate::runtime::dispose_external;
@@ -26,6 +27,8 @@ pub struct LockGuard {
     inner: Arc<Inner>,
     key: Key,
     holder: Holder,
+    /// When the guard was handed out (read only with the `metrics` feature).
+    since: Since,
     /// False once [`release`](LockGuard::release) let go, so that `Drop` does not again.
     held: bool,
 }
@@ -33,10 +36,12 @@ pub struct LockGuard {
 impl LockGuard {
     /// A guard for one of `holder`'s counts on `key` (the table already counted it).
     pub(crate) fn new(inner: Arc<Inner>, key: Key, holder: Holder) -> Self {
+        inner.observer.guard_created();
         LockGuard {
             inner,
             key,
             holder,
+            since: Since::now(),
             held: true,
         }
     }
@@ -86,7 +91,7 @@ impl LockGuard {
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
         self.held = false;
-        let release = self.inner.release(&self.key, &self.holder);
+        let release = self.inner.release(&self.key, &self.holder, self.since);
         let lost = || LockError::Lost {
             name: self.name().to_string(),
         };
@@ -97,6 +102,10 @@ impl LockGuard {
         let signal = external.lost_signal();
         let result = external.release().await;
         if release.lost || signal.is_some_and(|s| s.is_lost()) {
+            if !release.lost {
+                // Found by the provider only now, after the boundary counted the release.
+                self.inner.observer.lost(self.name());
+            }
             return Err(lost());
         }
         result.map_err(|source| LockError::Provider {
@@ -159,7 +168,11 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.held {
-            if let Some(external) = self.inner.release(&self.key, &self.holder).external {
+            if let Some(external) = self
+                .inner
+                .release(&self.key, &self.holder, self.since)
+                .external
+            {
                 dispose_external(external);
             }
         }

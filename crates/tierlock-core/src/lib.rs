@@ -80,7 +80,8 @@ mod sync;
 mod table;
 // The memory provider: the tier alone, as a provider.
 mod memory;
-// What a manager shares with its guards, the guards, the manager.
+// Tracing and metrics (features), what a manager shares with its guards, the guards, the manager.
+mod observe;
 mod shared;
 mod stats;
 // The guard of a held lock.

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::LockError;
+use crate::observe::{Observer, Since};
 use crate::owner::Owner;
 use crate::provider::Provider;
 use crate::shards::Key;
@@ -18,6 +19,8 @@ pub(crate) struct Inner {
     pub(crate) tag: u64,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) counters: Counters,
+    /// Tracing and metrics (nothing without their features).
+    pub(crate) observer: Observer,
 }
 
 impl Inner {
@@ -38,9 +41,11 @@ impl Inner {
         }
     }
 
-    /// Releases one guard; returns the external lock if this boundary gave it up.
-    pub(crate) fn release(&self, key: &Key, holder: &Holder) -> Release {
+    /// Releases one guard, handed out at `since`; returns the external lock if this boundary
+    /// gave it up.
+    pub(crate) fn release(&self, key: &Key, holder: &Holder, since: Since) -> Release {
         let release = self.table.release(key, holder);
+        self.observer.released(key.name(), &release, since);
         let counter = match release.outcome {
             Outcome::HandedOff => Some(&self.counters.local_handoffs),
             Outcome::HandedBack => Some(&self.counters.handbacks),

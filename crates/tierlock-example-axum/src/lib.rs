@@ -18,6 +18,10 @@
 //! serves several requests in one task (HTTP/2 multiplexes a connection's streams in one task)
 //! would let them re-enter each other's locks. [`router`] wraps every request in
 //! [`tierlock::scope`] so each is an owner of its own, whatever the protocol.
+//!
+//! Metrics: built with tierlock's `metrics` feature, the manager reports acquisitions by
+//! outcome, waits, hand-offs and the rest through the `metrics` facade; `main.rs` installs
+//! `metrics-exporter-prometheus`'s recorder before it connects, and `GET /metrics` renders it.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -32,6 +36,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tierlock::{LockError, LockManager};
 use tokio::io::AsyncWriteExt;
@@ -48,6 +53,8 @@ pub struct AppState {
     pub ledger: PathBuf,
     /// How long the (simulated) payment gateway takes to charge an order.
     pub charge_time: Duration,
+    /// The Prometheus recorder's handle, if one is installed: `GET /metrics` renders it.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// The service's routes, one owner per request.
@@ -58,10 +65,13 @@ pub struct AppState {
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The recorder first: the manager registers its metrics with the one installed then.
+/// let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 /// let state = AppState {
 ///     locks: tierlock::connect("./locks").await?,
 ///     ledger: "./ledger".into(),
 ///     charge_time: Duration::from_millis(20),
+///     metrics: Some(metrics),
 /// };
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 /// axum::serve(listener, router(state)).await?;
@@ -72,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/orders/{id}/pay", post(pay))
         .route("/orders/{id}", get(show))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn(one_owner_per_request))
         .with_state(state)
 }
@@ -79,6 +90,15 @@ pub fn router(state: AppState) -> Router {
 /// Runs the request as a fresh tierlock owner (see the crate documentation).
 async fn one_owner_per_request(request: Request, next: Next) -> Response {
     tierlock::scope(next.run(request)).await
+}
+
+/// `GET /metrics`: the process's metrics (tierlock's among them) in Prometheus' text format; 404
+/// when no recorder is installed.
+async fn metrics(State(app): State<AppState>) -> Response {
+    match &app.metrics {
+        Some(handle) => handle.render().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The answer to a payment or a look-up.

@@ -13,6 +13,8 @@
 //!   one);
 //! * `--charge-ms N`: how long the simulated payment gateway takes (default 20).
 //!
+//! `GET /metrics` serves the locks' metrics in Prometheus' text format.
+//!
 //! Once listening it prints `listening on http://ADDR` on stdout (the address actually bound).
 //! Ctrl-C or SIGTERM stops it after the requests in flight.
 //!
@@ -28,6 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tierlock::ConnectOptions;
 use tierlock_example_axum::{AppState, router};
 
@@ -83,6 +86,19 @@ async fn main() -> ExitCode {
 
 async fn serve() -> Result<(), String> {
     let args = parse_args()?;
+    // Before the manager is created: it registers its metrics with the recorder installed then.
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|err| format!("metrics recorder: {err}"))?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        // Without the exporter's own HTTP listener, its histograms' upkeep is the caller's.
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let locks = args.locks.connect().await.map_err(|err| chain(&err))?;
     std::fs::create_dir_all(&args.ledger)
         .map_err(|err| format!("ledger {}: {err}", args.ledger.display()))?;
@@ -90,6 +106,7 @@ async fn serve() -> Result<(), String> {
         locks,
         ledger: args.ledger,
         charge_time: args.charge_time,
+        metrics: Some(metrics),
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -2,6 +2,9 @@
 //! concurrent requests over real HTTP connections, half to each, try to pay 20 orders. Each
 //! order must be paid exactly once: one line in its ledger file, one `201 Created`.
 //!
+//! Each instance's `GET /metrics` is scraped afterwards: together they must count 200
+//! acquisitions and one re-entry per payment.
+//!
 //! The control: the same run with `--url memory:` (each process locks only against itself)
 //! must show double payments — proof that the check can fail, and that what prevents them in
 //! the first run is the lock shared across processes.
@@ -93,13 +96,40 @@ fn ledger_counts(ledger: &Path) -> BTreeMap<u64, usize> {
         .collect()
 }
 
-/// Runs the 200 requests against two fresh instances started with `locks`.
-async fn run(locks: &[&str], ledger: &Path) -> (Vec<(u64, u16)>, BTreeMap<u64, usize>) {
+/// The value of every series of `name` whose labels include all of `labels`, summed, from a
+/// Prometheus text page.
+fn sum_of(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
+        })
+        .map(|(_, value)| value.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// `GET /metrics` of an instance.
+async fn scrape(service: &Service) -> String {
+    let response = reqwest::get(format!("{}/metrics", service.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.text().await.unwrap()
+}
+
+/// Runs the 200 requests against two fresh instances started with `locks`; returns the
+/// responses, the ledger's payments per order and both instances' metrics pages.
+async fn run(
+    locks: &[&str],
+    ledger: &Path,
+) -> (Vec<(u64, u16)>, BTreeMap<u64, usize>, [String; 2]) {
     let a = start(locks, ledger);
     let b = start(locks, ledger);
     assert_ne!(a.base, b.base);
     let responses = pay_concurrently(&a, &b).await;
-    (responses, ledger_counts(ledger))
+    let pages = [scrape(&a).await, scrape(&b).await];
+    (responses, ledger_counts(ledger), pages)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +138,7 @@ async fn two_instances_pay_each_order_exactly_once() {
     let locks = tmp.path().join("locks");
     let ledger = tmp.path().join("ledger");
     let dir = locks.to_str().unwrap();
-    let (responses, payments) = run(&["--dir", dir], &ledger).await;
+    let (responses, payments, pages) = run(&["--dir", dir], &ledger).await;
 
     assert_eq!(responses.len(), REQUESTS as usize);
     let mut created = BTreeMap::new();
@@ -124,13 +154,46 @@ async fn two_instances_pay_each_order_exactly_once() {
     let once: BTreeMap<u64, usize> = (0..ORDERS).map(|order| (order, 1)).collect();
     assert_eq!(payments, once, "payments per order in the ledger");
     assert_eq!(created, once, "201 Created per order");
+
+    let total = |labels: &[&str]| -> f64 {
+        let labels: Vec<&str> = [r#"provider="file""#]
+            .into_iter()
+            .chain(labels.iter().copied())
+            .collect();
+        pages
+            .iter()
+            .map(|page| sum_of(page, "tierlock_acquisitions_total", &labels))
+            .sum()
+    };
+    assert_eq!(
+        total(&[r#"outcome="acquired""#]),
+        REQUESTS as f64,
+        "{pages:?}"
+    );
+    assert_eq!(
+        total(&[r#"outcome="reentered""#]),
+        ORDERS as f64,
+        "{pages:?}"
+    );
+    assert_eq!(
+        total(&[r#"outcome="timeout""#]) + total(&[r#"outcome="error""#]),
+        0.0
+    );
+    let external: f64 = pages
+        .iter()
+        .map(|page| sum_of(page, "tierlock_external_acquisitions_total", &[]))
+        .sum();
+    assert!(
+        external >= 2.0,
+        "both instances took the external lock: {external}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_shared_lock_orders_are_paid_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    let (_, payments) = run(&["--url", "memory:"], &ledger).await;
+    let (_, payments, _) = run(&["--url", "memory:"], &ledger).await;
     let doubles: Vec<_> = payments.iter().filter(|(_, n)| **n > 1).collect();
     eprintln!(
         "without a shared lock, {} of {ORDERS} orders were paid more than once",
