@@ -152,7 +152,9 @@ async fn an_announced_wait_marks_its_request_on_its_own_session() {
     assert!(holders(&admin, a.request_key("handoff")).await.is_empty());
     let waiting = tokio::spawn({
         let (b, lock) = (b.clone(), lock.clone());
-        async move { b.acquire(&lock, None).await.map(|got| got.is_some()) }
+        // The granted lock is returned, not dropped: a dropped handle releases in the
+        // background, and the checks below must see it held.
+        async move { b.acquire(&lock, None).await }
     });
     eventually(BOUND, "the wait is queued", || async {
         holders(&admin, a.lock_key("handoff")).await.len() == 2
@@ -173,12 +175,13 @@ async fn an_announced_wait_marks_its_request_on_its_own_session() {
     .await;
 
     held.release().await.unwrap();
-    assert!(waiting.await.unwrap().unwrap(), "granted");
+    let granted = waiting.await.unwrap().unwrap().expect("granted");
     drop(mark);
     // The mark went with the wait; the one session the waiter opened holds the lock.
     assert!(holders(&admin, a.request_key("handoff")).await.is_empty());
     let seen = holders(&admin, a.lock_key("handoff")).await;
     assert_eq!(seen, [(waiter_pid, "ExclusiveLock".to_owned(), true)]);
+    granted.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
