@@ -46,13 +46,16 @@
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 use std::time::Instant;
 
-use crate::error::{BoxError, LockError};
+use crate::error::BoxError;
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+use crate::error::LockError;
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 use crate::guard::LockGuard;
 use crate::table::{Outcome, Release};
 
 /// How an acquisition ended, as the `outcome` label and span field say it.
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
 enum Ending {
     Acquired,
     Reentered,
@@ -61,6 +64,7 @@ enum Ending {
     Cancelled,
 }
 
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 impl Ending {
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     fn as_str(self) -> &'static str {
@@ -92,7 +96,16 @@ impl Observer {
         }
     }
 
+    /// Whether acquisitions are watched: always with `metrics`; with `tracing` alone, while a
+    /// subscriber may want `DEBUG` (one atomic load; none ever set: no).
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
+    #[inline]
+    pub(crate) fn watching(&self) -> bool {
+        cfg!(feature = "metrics") || tracing_wanted()
+    }
+
     /// Starts watching one acquisition of `name`.
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
     #[inline]
     pub(crate) fn start(&self, name: &str) -> Acquisition<'_> {
         let _ = name;
@@ -197,6 +210,18 @@ impl Observer {
     }
 }
 
+#[cfg(feature = "tracing")]
+#[inline]
+fn tracing_wanted() -> bool {
+    tracing::level_enabled!(tracing::Level::DEBUG)
+}
+
+#[cfg(all(feature = "metrics", not(feature = "tracing")))]
+#[inline]
+fn tracing_wanted() -> bool {
+    false
+}
+
 /// When a guard was handed out; read from the clock only with the `metrics` feature.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Since(#[cfg(feature = "metrics")] Instant);
@@ -213,6 +238,7 @@ impl Since {
 
 /// One acquisition being watched. Dropped unfinished (the acquiring future was dropped), it
 /// counts as `cancelled` if it had started to wait.
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 #[must_use]
 pub(crate) struct Acquisition<'a> {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -225,11 +251,14 @@ pub(crate) struct Acquisition<'a> {
     finished: bool,
 }
 
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 impl Acquisition<'_> {
-    /// The span to run the acquisition in.
+    /// The span to run the acquisition in; `None` if no subscriber wants it (then the
+    /// acquisition runs without entering and leaving a span at every poll).
     #[cfg(feature = "tracing")]
-    pub(crate) fn span(&self) -> tracing::Span {
-        self.span.clone()
+    #[inline]
+    pub(crate) fn span(&self) -> Option<tracing::Span> {
+        (!self.span.is_disabled()).then(|| self.span.clone())
     }
 
     /// The acquisition did not succeed at once: it queues or takes the external lock.
@@ -293,9 +322,9 @@ impl Acquisition<'_> {
     }
 }
 
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 impl Drop for Acquisition<'_> {
     fn drop(&mut self) {
-        #[cfg(any(feature = "metrics", feature = "tracing"))]
         if !self.finished && self.waiting_since.is_some() {
             self.end(Ending::Cancelled);
         }
