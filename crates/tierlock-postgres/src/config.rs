@@ -6,7 +6,7 @@ use std::time::Duration;
 use tierlock_core::held::Schedule;
 use tierlock_core::options::{OptionError, nonzero};
 
-use crate::conn::{Connections, Connector};
+use crate::conn::Connections;
 use crate::error::PostgresError;
 use crate::fence::FenceTable;
 use crate::provider::PostgresProvider;
@@ -206,19 +206,26 @@ impl PostgresProviderBuilder {
     }
 
     /// Connects with TLS through rustls using `config` (its root certificates decide which
-    /// servers are trusted). Without this, connections are plain and a URL with
-    /// `sslmode=require` fails to connect. With it, `sslmode=prefer` (the default) uses TLS
-    /// when the server offers it; use `sslmode=require` to insist.
+    /// servers are trusted), whatever the URL's `sslmode` says, except `disable`. Without this,
+    /// the URL decides: `sslmode=require` connects with TLS checked against the system's root
+    /// certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` override them) and the server's name,
+    /// like libpq's `verify-full`, with the *ring* crypto provider; `prefer` (the default) and
+    /// `disable` connect in plain text. With a configuration, `prefer` uses TLS when the
+    /// server offers it; use `sslmode=require` to insist.
     ///
     /// If your build compiles in more than one rustls crypto provider (for instance `ring` from
     /// this crate and `aws-lc-rs` from the SQL Server provider), `ClientConfig::builder()`
-    /// panics; build the config with `ClientConfig::builder_with_provider` instead.
+    /// panics; build the config with `ClientConfig::builder_with_provider` as below.
     ///
     /// ```no_run
+    /// use std::sync::Arc;
     /// use tierlock_postgres::PostgresProvider;
     ///
     /// # fn roots() -> rustls::RootCertStore { rustls::RootCertStore::empty() }
-    /// let tls = rustls::ClientConfig::builder()
+    /// let ring = Arc::new(rustls::crypto::ring::default_provider());
+    /// let tls = rustls::ClientConfig::builder_with_provider(ring)
+    ///     .with_safe_default_protocol_versions()
+    ///     .expect("ring supports TLS 1.2 and 1.3")
     ///     .with_root_certificates(roots())
     ///     .with_no_client_auth();
     /// let provider = PostgresProvider::builder("postgres://app@db.internal/app?sslmode=require")
@@ -238,7 +245,9 @@ impl PostgresProviderBuilder {
     ///
     /// [`PostgresError::Config`] if the URL or connection string cannot be parsed;
     /// [`PostgresError::Option`] if a duration is zero or the fencing table is not a plain
-    /// (optionally schema-qualified) name.
+    /// (optionally schema-qualified) name; with `sslmode=require`,
+    /// [`PostgresError::TlsNotBuilt`] if the `rustls` feature is off, and [`PostgresError::Tls`]
+    /// if no [`tls`](Self::tls) configuration was given and the system has no root certificate.
     ///
     /// ```
     /// use std::time::Duration;
@@ -273,12 +282,9 @@ impl PostgresProviderBuilder {
             .parse()
             .map_err(|source| PostgresError::Config { source })?;
         #[cfg(feature = "rustls")]
-        let connector = match self.tls {
-            Some(tls) => Connector::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
-            None => Connector::Plain,
-        };
+        let connector = crate::tls::connector(self.tls, &config)?;
         #[cfg(not(feature = "rustls"))]
-        let connector = Connector::Plain;
+        let connector = crate::tls::connector(&config)?;
         let settings = Settings {
             namespace: self.namespace,
             schedule: Schedule::new(self.command_timeout)

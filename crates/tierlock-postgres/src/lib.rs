@@ -117,8 +117,10 @@
 //!
 //! # Cargo features
 //!
-//! * `rustls` (off by default): TLS through rustls with the *ring* crypto provider, no OpenSSL;
-//!   adds [`PostgresProviderBuilder::tls`].
+//! * `rustls` (off by default): TLS through rustls with the *ring* crypto provider, no OpenSSL
+//!   nor aws-lc: a URL with `sslmode=require` then connects with TLS checked against the
+//!   system's root certificates, and [`PostgresProviderBuilder::tls`] takes a configuration of
+//!   your own. Without it, `sslmode=require` is refused with [`PostgresError::TlsNotBuilt`].
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -132,6 +134,7 @@ mod fence;
 mod held;
 mod key;
 mod provider;
+mod tls;
 
 pub use config::PostgresProviderBuilder;
 pub use error::PostgresError;
