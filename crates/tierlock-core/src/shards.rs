@@ -5,7 +5,7 @@
 //! acquisition — re-entries and queued waits included — paid for building the key, and it has
 //! no way to hash once and reuse the hash. Here a lookup is by `&str` with one hash, and the
 //! owned key is built only when an entry is inserted. Re-entry went from about 105 to 70 ns
-//! (see `docs/benchmarks.md`).
+//! (see `docs/benchmarks.md` in the repository).
 //!
 //! Each shard's lock is held for a few instructions and never across an `.await`.
 

@@ -79,8 +79,8 @@
 //!
 //! If the upsert fails, the lock is released and the acquisition fails with
 //! [`PostgresError::Fencing`]. Sessions run with `synchronous_commit` at least `local`, so a
-//! token is durable before it is handed out. See `docs/fencing.md` for what to do with the
-//! token.
+//! token is durable before it is handed out. See `docs/fencing.md` in the repository for what to
+//! do with the token.
 //!
 //! # Failure behaviour
 //!

@@ -32,7 +32,7 @@
 //!   does not snatch it again.
 //! * **Fencing tokens.** `max(INCR counter, server time in µs)`: strictly increasing per name
 //!   across processes, releases, takeovers and server restarts (even without persistence). See
-//!   `docs/providers/redis.md` for why the clock floor is there.
+//!   `docs/providers/redis.md` in the repository for why the clock floor is there.
 //!
 //! # Failure behaviour
 //!

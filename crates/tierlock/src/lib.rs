@@ -29,9 +29,9 @@
 //! off, a zero duration is an error).
 //!
 //! Fencing tokens (`guard.fencing_token()`) come from the file, SQLite and Redis providers
-//! always and from PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` and the `fencing`
-//! example (feature `postgres`) for a resource that rejects writes from a holder that lost its
-//! lock.
+//! always and from PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` in the
+//! repository and the `fencing` example (feature `postgres`) for a resource that rejects writes
+//! from a holder that lost its lock.
 //!
 //! ```
 //! use std::time::Duration;
