@@ -1,6 +1,8 @@
 //! Re-entrant acquire + release: the task already holds the name and takes it again.
 //! Target: ≤ 100 ns. The first acquisition is shown beside it for scale.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::hint::black_box;

@@ -2,6 +2,8 @@
 //! fairness, timeouts, cancel-safety, entry clean-up, hand-off of the external lock, mutual
 //! exclusion, bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -19,7 +19,6 @@
 //! would let them re-enter each other's locks. [`router`] wraps every request in
 //! [`tierlock::scope`] so each is an owner of its own, whatever the protocol.
 
-#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;

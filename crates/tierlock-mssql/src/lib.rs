@@ -179,8 +179,6 @@
 //! (`CryptoProvider::install_default`), aws-lc-rs otherwise; no configuration can make it panic
 //! for want of one.
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod acquire;

@@ -2,6 +2,8 @@
 //! `server.rs`; skipped without it): sessions per waiter and after a hand-back, single
 //! attempts on a held lock (`-999` on Babelfish), and interop with .NET DistributedLock names.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

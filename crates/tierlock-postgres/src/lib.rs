@@ -122,8 +122,6 @@
 //!   system's root certificates, and [`PostgresProviderBuilder::tls`] takes a configuration of
 //!   your own. Without it, `sslmode=require` is refused with [`PostgresError::TlsNotBuilt`].
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod announce;

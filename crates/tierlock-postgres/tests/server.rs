@@ -1,5 +1,7 @@
 //! The provider against a real server (`TIERLOCK_PG_URL`, see `scripts/pg-start`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -80,8 +80,6 @@
 //! [`LockGuard::lost`]: tierlock_core::LockGuard::lost
 //! [`LockGuard::fencing_token`]: tierlock_core::LockGuard::fencing_token
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod builder;

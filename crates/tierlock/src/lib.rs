@@ -107,7 +107,6 @@
 //! - **Passwords.** No error, message or `Debug` output of this API contains the URL: errors
 //!   name the scheme or the parameter at most, and the drivers' errors the server and the user.
 
-#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod connect;
