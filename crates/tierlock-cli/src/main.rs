@@ -19,7 +19,9 @@
 //!   as `--dir`. `--url` is parsed by `tierlock::connect`'s parser: every form and query
 //!   parameter of the library (`?namespace=…`, `?ttl=…`, `?mode=…`, `?fencing=…`) works here,
 //!   and the flags below override the URL's parameters.
-//!   The features are on by default; `--namespace NS` scopes the names on that server, and
+//!   The features are on by default except `mssql` (its driver compiles the aws-lc crypto
+//!   library from C sources: build with `--features mssql`); `--namespace NS` scopes the
+//!   names on that server, and
 //!   `sslmode=require` in a PostgreSQL URL connects with TLS checked against the system's root
 //!   certificates. tierlock never echoes the URL (it may hold a password), but command lines
 //!   are visible to other local users (`ps`): keep such hosts' users trusted, or give the

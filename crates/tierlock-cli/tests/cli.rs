@@ -1,5 +1,7 @@
 //! The `tierlock` binary, run as users run it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

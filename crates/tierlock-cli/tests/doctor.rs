@@ -2,6 +2,8 @@
 //! `--peer` pair on the two "hosts" of `scripts/rig` (those tests are skipped unless
 //! `TIERLOCK_RIG` names a mounted rig).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -27,6 +27,7 @@
 //! always runs; PostgreSQL runs against `TIERLOCK_PG_URL` (see `scripts/pg-start`) and is skipped
 //! without it. `cargo test -p tierlock-cli --test orphans -- --nocapture` shows the figures.
 #![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

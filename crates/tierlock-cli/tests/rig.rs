@@ -1,6 +1,8 @@
 //! The `tierlock` command on two "hosts" sharing one directory: the FUSE mounts of
 //! `scripts/rig` (skipped unless `TIERLOCK_RIG` names a mounted rig).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -7,6 +7,8 @@
 //! their server (they fail instead when `TIERLOCK_REQUIRE_SERVERS` asks for it). The rest needs
 //! no server (the SQLite cases use a file in a temporary directory).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

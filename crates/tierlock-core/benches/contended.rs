@@ -20,6 +20,8 @@
 //! throughput per variant; load drifts then hit all variants alike. It does the same on a
 //! 1-worker runtime, for comparison.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::future::Future;

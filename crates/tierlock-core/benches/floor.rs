@@ -12,6 +12,8 @@
 //!   count, unlock, drop the `Arc`. No owner, no validation, no future.
 //! * `tierlock_reentry` and `tierlock_uncontended`: the real thing, for comparison.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::hash::BuildHasher;

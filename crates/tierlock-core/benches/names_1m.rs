@@ -4,6 +4,8 @@
 //! iteration; dropping it is not timed), except variant C, which removes unused entries. Peak memory is measured by the `million_names`
 //! example, not here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 //! Every variant runs its whole inner loop inside one spawned task (`iter_custom`), so no
 //! per-iteration `block_on` or spawn cost is measured.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::hint::black_box;

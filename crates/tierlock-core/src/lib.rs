@@ -62,8 +62,6 @@
 //! # }
 //! ```
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![forbid(unsafe_code)]
 
 // The modules by layer, lowest first: a module uses only modules of the layers above it.

@@ -8,7 +8,8 @@
 //! 3. otherwise the current thread (blocking code, the root future of `block_on`).
 //!
 //! So a spawned task is a *different* owner from its parent, and the branches of a `join!` in one
-//! task are the *same* owner unless each is wrapped in [`scope`]. See `docs/semantics.md`.
+//! task are the *same* owner unless each is wrapped in [`scope`]. See `docs/semantics.md` in the
+//! repository.
 
 use std::cell::Cell;
 use std::fmt;

@@ -102,7 +102,8 @@
 //!   `tierlock-worker` binary and run the multi-process scenarios of
 //!   `tierlock_testkit::multiprocess`: `mutual_exclusion`, `killed_holder_is_released`,
 //!   `busy_process_hands_over`, and for tokens `tokens_increase_across_processes` and
-//!   `tokens_increase_across_a_killed_holder`. Document it in `docs/providers/xxx.md`.
+//!   `tokens_increase_across_a_killed_holder`. Document it in `docs/providers/xxx.md` in the
+//!   repository.
 //!
 //! # Implementing a provider
 //!

@@ -6,7 +6,7 @@
 //! no way to hash once and reuse the hash. Here a lookup is by `&str` with one hash, the owned
 //! key is built only when an entry is inserted, and the [`Key`] handed back keeps the hash so
 //! that later operations on the entry (release, withdraw) do not hash again. Re-entry went from
-//! about 105 to 70 ns with this map (see `docs/benchmarks.md`).
+//! about 105 to 70 ns with this map (see `docs/benchmarks.md` in the repository).
 //!
 //! Entries are reached only through closures run under the shard's lock: no reference into the
 //! map can be held across an `.await`, and each shard's lock is held for a few instructions.

@@ -1,6 +1,8 @@
 //! The `metrics` and `tracing` features: what a manager records, checked through a recorder and a
 //! subscriber that keep everything in memory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[cfg(feature = "metrics")]
 mod metrics {
     use std::collections::HashMap;

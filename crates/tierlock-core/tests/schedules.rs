@@ -15,6 +15,8 @@
 //! `TIERLOCK_SCHEDULES=N` runs N schedules (default 2,000); `TIERLOCK_SCHEDULE_SEED=S` replays
 //! the one schedule a failure names.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,5 +1,8 @@
-//! The semantics of issue 2, one named test each: owners and re-entrancy, fairness, timeouts,
-//! cancel-safety, entry clean-up, hand-off of the external lock, mutual exclusion, bad input.
+//! The lock manager's documented semantics, one named test each: owners and re-entrancy,
+//! fairness, timeouts, cancel-safety, entry clean-up, hand-off of the external lock, mutual
+//! exclusion, bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -23,7 +23,6 @@
 //! outcome, waits, hand-offs and the rest through the `metrics` facade; `main.rs` installs
 //! `metrics-exporter-prometheus`'s recorder before it connects, and `GET /metrics` renders it.
 
-#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;

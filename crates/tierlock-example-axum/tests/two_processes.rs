@@ -9,6 +9,8 @@
 //! must show double payments — proof that the check can fail, and that what prevents them in
 //! the first run is the lock shared across processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

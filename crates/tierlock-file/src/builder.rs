@@ -120,6 +120,17 @@ impl FileProviderBuilder {
     /// [`DEFAULT_DIR_MODE`], `0o770`), and of the lease directories it creates. Set exactly,
     /// regardless of the umask, on the directory itself; missing parents get it masked by the
     /// umask. An existing directory is left as is. Ignored on platforms other than Unix.
+    ///
+    /// ```
+    /// use tierlock_file::FileProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// // One group shares the directory; others may not even list it.
+    /// let provider = FileProvider::builder(tmp.path().join("locks"))
+    ///     .dir_mode(0o750)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dir_mode(mut self, mode: u32) -> Self {
         self.dir_mode = mode;
         self
@@ -128,6 +139,16 @@ impl FileProviderBuilder {
     /// The permission bits of the files the provider creates (default [`DEFAULT_FILE_MODE`],
     /// `0o660`), set exactly regardless of the umask. Every process using the directory needs
     /// read and write access to them. Ignored on platforms other than Unix.
+    ///
+    /// ```
+    /// use tierlock_file::FileProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = FileProvider::builder(tmp.path())
+    ///     .file_mode(0o600) // one user only
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
         self
@@ -136,6 +157,17 @@ impl FileProviderBuilder {
     /// The polling back-off while waiting for a lock held elsewhere: the first pause, doubling
     /// up to `max` (defaults 1 ms and 8 ms). Each attempt is a few system calls; on a network
     /// share each is a round trip to the server, so a larger back-off may suit it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_file::FileProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = FileProvider::builder(tmp.path())
+    ///     .poll(Duration::from_millis(20), Duration::from_millis(250)) // a share across a WAN
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn poll(mut self, initial: Duration, max: Duration) -> Self {
         self.initial = initial;
         self.max = max.max(initial);
@@ -193,6 +225,21 @@ impl FileProviderBuilder {
     ///
     /// [`FileError::NotADirectory`], [`FileError::CreateDir`], [`FileError::NotWritable`],
     /// [`FileError::InvalidTtl`], [`FileError::ModeMismatch`] or [`FileError::ModeFile`].
+    ///
+    /// ```
+    /// use tierlock_file::{FileError, FileProvider};
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = FileProvider::builder(tmp.path().join("locks")).build()?; // made if missing
+    /// println!("{} on {:?}", provider.mode(), provider.mount().class());
+    /// let file = tmp.path().join("a-file");
+    /// std::fs::write(&file, "")?;
+    /// assert!(matches!(
+    ///     FileProvider::builder(&file).build(),
+    ///     Err(FileError::NotADirectory { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<FileProvider, FileError> {
         let dir = std::path::absolute(&self.dir).map_err(|source| FileError::CreateDir {
             path: self.dir.clone(),

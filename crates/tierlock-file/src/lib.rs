@@ -28,12 +28,12 @@
 //! refused ([`FileError::ModeMismatch`]).
 //!
 //! In both modes the mapping from names to files is the same in every process, on every
-//! platform, forever, and never leaves the directory (see `docs/providers/file.md`, or
-//! [`FileProvider::lock_file_path`]); waiting is polling with the manager's capped, jittered
-//! back-off (1 ms doubling up to 8 ms by default, see [`FileProviderBuilder::poll`]); and a
-//! waiting process marks its interest so a busy holder hands the lock over at its next turn
-//! boundary (a shared lock on `<stem>.req` in flock mode, a request file renewed in the lease
-//! directory in lease mode). Files are never deleted.
+//! platform, forever, and never leaves the directory (see `docs/providers/file.md` in the
+//! repository, or [`FileProvider::lock_file_path`]); waiting is polling with the manager's
+//! capped, jittered back-off (1 ms doubling up to 8 ms by default, see
+//! [`FileProviderBuilder::poll`]); and a waiting process marks its interest so a busy holder
+//! hands the lock over at its next turn boundary (a shared lock on `<stem>.req` in flock mode,
+//! a request file renewed in the lease directory in lease mode). Files are never deleted.
 //!
 //! [`LockGuard::lost`]: tierlock_core::LockGuard::lost
 //!
@@ -71,8 +71,6 @@
 //! # }
 //! ```
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod builder;

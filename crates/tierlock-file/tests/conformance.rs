@@ -3,6 +3,8 @@
 //! Each factory call makes a fresh lock directory under cargo's per-target temporary directory
 //! (kept after the test: providers outlive the factory; `cargo clean` removes them).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use tierlock_core::Provider;

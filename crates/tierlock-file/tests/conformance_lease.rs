@@ -1,6 +1,8 @@
 //! The shared conformance battery, run on the file provider in lease mode (a short `ttl`, so
 //! the background renewals run many times during the battery).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

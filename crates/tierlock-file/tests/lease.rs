@@ -2,6 +2,8 @@
 //! fresh ones), the lost signal, requests, fencing tokens, and hostile directory contents.
 //! The same behaviour across real processes and two "hosts" is tested in tierlock-worker.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};

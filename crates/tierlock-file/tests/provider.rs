@@ -1,6 +1,8 @@
 //! Behaviour of the file provider in one process: exclusion between managers and providers,
 //! the request signal, zero-timeout cycles, release, lifecycle and construction errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -128,15 +128,23 @@ fn lock_name(args: &Args, sig: &syn::Signature) -> syn::Result<TokenStream> {
         }
         Ok(_) => Ok(quote!(::std::format!(#literal))),
         Err(problems) => {
-            let mut problems = problems.into_iter().map(|problem| {
-                syn::Error::new(
-                    literal.span(),
-                    describe(&problem, &params, sig.receiver().is_some()),
-                )
-            });
-            let mut error = problems.next().expect("an error has a problem");
-            problems.for_each(|other| error.combine(other));
-            Err(error)
+            let error = problems
+                .into_iter()
+                .map(|problem| {
+                    syn::Error::new(
+                        literal.span(),
+                        describe(&problem, &params, sig.receiver().is_some()),
+                    )
+                })
+                .reduce(|mut error, other| {
+                    error.combine(other);
+                    error
+                });
+            // `placeholders` reports at least one problem with an error; none would be no error.
+            match error {
+                Some(error) => Err(error),
+                None => Ok(quote!(::std::format!(#literal))),
+            }
         }
     }
 }

@@ -5,7 +5,6 @@
 //! default), not by depending on this crate: the code it generates names `::tierlock`.
 //! See [`macro@locked`] for the reference.
 
-#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod args;

@@ -1,6 +1,8 @@
 //! `#[locked]` as users write it, through the facade: re-entry, exclusion, release on every way
 //! out, lost locks, timeouts, and the shapes of functions it accepts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -139,6 +139,18 @@ pub struct MssqlProviderBuilder {
 impl MssqlProviderBuilder {
     /// A builder for a connection configured in code (for example with non-ASCII credentials,
     /// which connection strings cannot carry).
+    ///
+    /// ```
+    /// use tierlock_mssql::{MssqlProviderBuilder, tiberius};
+    ///
+    /// let mut config = tiberius::Config::new();
+    /// config.host("db.example.com");
+    /// config.port(1433);
+    /// config.database("app");
+    /// config.authentication(tiberius::AuthMethod::sql_server("låser", "pässwörd"));
+    /// let provider = MssqlProviderBuilder::from_config(config).namespace("billing:").build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn from_config(config: tiberius::Config) -> Self {
         MssqlProviderBuilder {
             config,
@@ -150,12 +162,33 @@ impl MssqlProviderBuilder {
     /// Providers with different namespaces never exclude each other, even on one database.
     /// Include a separator (`"billing:"`): `"a"` + `"bc"` and `"ab"` + `"c"` are the same
     /// resource. Default: empty.
+    ///
+    /// ```
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?.namespace("billing:").build()?;
+    /// assert_eq!(provider.namespace(), "billing:");
+    /// assert_eq!(provider.resource_name("nightly"), "billing:nightly");
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.options.namespace = namespace.into();
         self
     }
 
     /// How many idle connections are kept for reuse (default 4; 0 disables reuse).
+    ///
+    /// ```
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .max_idle_connections(16) // a busy service taking many locks at once
+    ///     .build()?;
+    /// assert_eq!(provider.idle_connections(), 0); // none opened before the first lock
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn max_idle_connections(mut self, max: usize) -> Self {
         self.options.max_idle_connections = max;
         self
@@ -165,6 +198,18 @@ impl MssqlProviderBuilder {
     /// (default 60 s), so a connection silently dropped by a firewall is rarely picked up.
     /// `None` keeps idle connections until they close. (A connection the server closed is
     /// never reused.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .idle_timeout(Duration::from_secs(10)) // the firewall drops idle flows after 30 s
+    ///     .build()?;
+    /// let keep = MssqlProvider::builder(conn)?.idle_timeout(None).build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.options.idle_timeout = timeout.into();
         self
@@ -174,6 +219,20 @@ impl MssqlProviderBuilder {
     /// it (default 100 ms). Each check is one round trip and also proves the connection alive.
     /// `None` switches the request signal off: holders then never hand over early, and only
     /// the keepalive runs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .request_poll_interval(Duration::from_millis(250)) // fewer probes
+    ///     .build()?;
+    /// let never_hands_over = MssqlProvider::builder(conn)?
+    ///     .request_poll_interval(None)
+    ///     .build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn request_poll_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.options.request_poll_interval = interval.into();
         self
@@ -183,6 +242,17 @@ impl MssqlProviderBuilder {
     /// (default 2 minutes): keeps idle-connection killers away and detects a dead connection.
     /// Request probes count as traffic, so with probing on it rarely runs. `None` switches the
     /// keepalive off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .keepalive_interval(Duration::from_secs(30))
+    ///     .build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.options.keepalive_interval = interval.into();
         self
@@ -191,12 +261,34 @@ impl MssqlProviderBuilder {
     /// How long the client waits for the answer to a short statement (release, probe,
     /// keepalive, request mark, fencing upsert), and the margin added to a lock wait's own
     /// `@LockTimeout` before the client gives the connection up (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .command_timeout(Duration::from_secs(5)) // give up on a silent server sooner
+    ///     .build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.options.command_timeout = timeout;
         self
     }
 
     /// The bound on opening a connection: TCP, TLS and login (default 15 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .connect_timeout(Duration::from_secs(3))
+    ///     .build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = timeout;
         self
@@ -204,6 +296,18 @@ impl MssqlProviderBuilder {
 
     /// TCP keepalive idle time on every connection (default 30 s, then probes every 10 s), so
     /// a wait without deadline notices a vanished server host. `None` leaves the system default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .tcp_keepalive(Duration::from_secs(10)) // notice a vanished host sooner
+    ///     .build()?;
+    /// let systems = MssqlProvider::builder(conn)?.tcp_keepalive(None).build()?;
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
         self.options.tcp_keepalive = idle.into();
         self
@@ -216,6 +320,15 @@ impl MssqlProviderBuilder {
     /// use if the login may; see the crate documentation for the DDL and the grants to create
     /// it instead. If the statement fails, the lock is released and the acquisition fails with
     /// [`MssqlError::Fencing`].
+    ///
+    /// ```
+    /// use tierlock_mssql::MssqlProvider;
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?.fencing(true).build()?;
+    /// assert!(provider.fencing());
+    /// # Ok::<(), tierlock_mssql::MssqlError>(())
+    /// ```
     pub fn fencing(mut self, on: bool) -> Self {
         self.options.fencing = on;
         self
@@ -224,6 +337,19 @@ impl MssqlProviderBuilder {
     /// The counter table of [`fencing`](Self::fencing) (default `dbo.tierlock_fence`): a table
     /// name, optionally schema-qualified, of ASCII letters, digits and `_` (put into SQL as
     /// written). Every process locking the same names must use the same table.
+    ///
+    /// ```
+    /// use tierlock_mssql::{MssqlError, MssqlProvider};
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?
+    ///     .fencing(true)
+    ///     .fencing_table("locks.fence")
+    ///     .build()?;
+    /// let bad = MssqlProvider::builder(conn)?.fencing_table("fence; DROP TABLE orders").build();
+    /// assert!(matches!(bad, Err(MssqlError::Option { option: "fencing_table", .. })));
+    /// # Ok::<(), MssqlError>(())
+    /// ```
     pub fn fencing_table(mut self, table: impl Into<String>) -> Self {
         self.options.fencing_table = table.into();
         self
@@ -257,6 +383,18 @@ impl MssqlProviderBuilder {
     ///
     /// [`MssqlError::Option`] if a duration is zero or the fencing table is not a plain
     /// (optionally schema-qualified) name.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_mssql::{MssqlError, MssqlProvider};
+    ///
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// let provider = MssqlProvider::builder(conn)?.build()?; // no connection yet
+    /// assert_eq!(provider.sessions_opened(), 0);
+    /// let zero = MssqlProvider::builder(conn)?.keepalive_interval(Duration::ZERO).build();
+    /// assert!(matches!(zero, Err(MssqlError::Option { option: "keepalive_interval", .. })));
+    /// # Ok::<(), MssqlError>(())
+    /// ```
     pub fn build(self) -> Result<MssqlProvider, MssqlError> {
         let o = &self.options;
         let option = |err: OptionError| MssqlError::Option {
@@ -281,6 +419,22 @@ impl MssqlProviderBuilder {
     /// # Errors
     ///
     /// As [`build`](Self::build); [`MssqlError::Connect`] if no connection can be opened.
+    ///
+    /// ```no_run
+    /// use tierlock_mssql::{MssqlProvider, ServerKind};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tierlock_mssql::MssqlError> {
+    /// let conn = "server=tcp:db.example.com,1433;user id=locker;password=secret";
+    /// // A wrong host or password fails here, not at the first lock.
+    /// let provider = MssqlProvider::builder(conn)?.connect().await?;
+    /// if provider.server_kind() == Some(ServerKind::Babelfish) {
+    ///     println!("Babelfish: single attempts on a held lock report -999");
+    /// }
+    /// let locks = tierlock_core::LockManager::new(provider);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(self) -> Result<MssqlProvider, MssqlError> {
         let provider = self.build()?;
         provider.warm_up().await?;

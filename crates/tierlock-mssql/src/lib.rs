@@ -169,9 +169,16 @@
 //!   plus the time the broken connection takes to error out).
 //! * Errors are [`MssqlError`]s with the lock name and the driver's error as source; "held
 //!   elsewhere" is never an error.
+//!
+//! # TLS
+//!
+//! tiberius encrypts as the connection string's `encrypt` says, through rustls with the
+//! aws-lc-rs crypto provider, which it cannot be built without (so this crate compiles the aws-lc
+//! C library, unlike tierlock's other providers, which use ring). At run time it uses the
+//! process-level rustls `CryptoProvider` if one was installed
+//! (`CryptoProvider::install_default`), aws-lc-rs otherwise; no configuration can make it panic
+//! for want of one.
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod acquire;

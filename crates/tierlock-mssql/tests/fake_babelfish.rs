@@ -4,6 +4,8 @@
 //! request refused (the 5th refusal in one session brings the whole server down), keep
 //! resources within 255 bytes, and take a failed release of an unheld lock as "not held".
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/fake_tds.rs"]
 mod fake_tds;
 #[path = "support/helpers.rs"]

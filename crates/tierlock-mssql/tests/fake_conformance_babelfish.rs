@@ -2,6 +2,8 @@
 //! with the provider's adaptations, every case passes there too (a refusal-driven crash of the
 //! fake server would drop every lock and fail them).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/fake_tds.rs"]
 mod fake_tds;
 

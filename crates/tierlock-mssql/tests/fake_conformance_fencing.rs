@@ -1,6 +1,8 @@
 //! The conformance battery over the fake TDS server (see `fake_server.rs`) with fencing tokens
 //! on: every case, plus the token rules of `fencing_tokens_increase`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/fake_tds.rs"]
 mod fake_tds;
 

@@ -3,6 +3,8 @@
 //! `SqlDistributedLock` would for the same name, so a session standing for the .NET process
 //! (a raw `sp_getapplock`, as DistributedLock sends it) and the provider exclude each other.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/fake_tds.rs"]
 mod fake_tds;
 #[path = "support/helpers.rs"]

@@ -4,6 +4,8 @@
 //! cancellation, the monitor (request probe, keepalive, lost signal) — and run the conformance
 //! battery through a `LockManager`. Real server semantics are tested by `server.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/fake_tds.rs"]
 mod fake_tds;
 

@@ -5,6 +5,8 @@
 //! Sessions are counted twice: by the server (`logins`) and by the provider
 //! (`sessions_opened`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/fake_tds.rs"]
 mod fake_tds;
 #[path = "support/helpers.rs"]

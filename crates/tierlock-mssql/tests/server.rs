@@ -6,6 +6,8 @@
 //! The lost-lock test runs `KILL`, so the login needs `ALTER ANY CONNECTION` (e.g. `sa` on a
 //! throwaway server).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

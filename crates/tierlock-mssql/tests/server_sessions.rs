@@ -1,6 +1,8 @@
-//! Issue 11 against a real SQL Server or Babelfish, named by `TIERLOCK_MSSQL_URL` (see
+//! Sessions and names against a real SQL Server or Babelfish, named by `TIERLOCK_MSSQL_URL` (see
 //! `server.rs`; skipped without it): sessions per waiter and after a hand-back, single
 //! attempts on a held lock (`-999` on Babelfish), and interop with .NET DistributedLock names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -15,6 +15,8 @@
 //! * `contention/…`: two "processes" (two providers) with 4 tasks each, 25 turns per task, on
 //!   one name: with the in-process tier (two managers) vs. every task going to the server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

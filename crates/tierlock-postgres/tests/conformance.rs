@@ -3,6 +3,8 @@
 //! Each factory call makes a provider in a namespace of its own, so the cases (and concurrent
 //! test runs on one database) never see each other's locks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

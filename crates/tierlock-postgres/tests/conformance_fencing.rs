@@ -1,6 +1,8 @@
 //! The shared conformance battery on the PostgreSQL provider with fencing tokens on
 //! (`.fencing(true)`), against `TIERLOCK_PG_URL`; each case in a namespace of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! re-entrant guards and local hand-offs; the counter table created on first use; a failing
 //! upsert releases the lock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! independently (`printf '%s' 'tierlock:lock:0::job:nightly' | sha256sum`, first 16 hex digits
 //! read as a signed big-endian 64-bit integer) and must never change.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use tierlock_postgres::{PostgresProvider, lock_key, request_key};
 
 #[test]

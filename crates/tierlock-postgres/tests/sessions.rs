@@ -3,6 +3,8 @@
 //! TCP proxy in front of the server (`common::proxy`), which can also make session start slow
 //! (a cold session on a far or busy server).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

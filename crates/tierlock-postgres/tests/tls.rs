@@ -1,6 +1,7 @@
 //! TLS through rustls against the test server (`scripts/pg-start` enables TLS with a CA of its
 //! own and exports its certificate as `TIERLOCK_PG_TLS_CA`). Needs `--features rustls`.
 #![cfg(feature = "rustls")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -72,6 +72,17 @@ impl RedisProviderBuilder {
     /// The prefix of every key and channel (default `"tierlock:"`), used as is: only providers
     /// with the same prefix on the same database exclude each other, so applications or test
     /// runs sharing a server can stay apart. See [`key_names`](crate::key_names).
+    ///
+    /// ```
+    /// use tierlock_redis::RedisProvider;
+    ///
+    /// let provider = RedisProvider::builder("redis://cache.internal:6379/0")
+    ///     .key_prefix("billing:locks:")
+    ///     .build()?; // no connection yet
+    /// assert_eq!(provider.key_prefix(), "billing:locks:");
+    /// assert!(provider.key_names("nightly").lock.starts_with("billing:locks:"));
+    /// # Ok::<(), tierlock_redis::RedisError>(())
+    /// ```
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.settings.key_prefix = prefix.into();
         self
@@ -81,6 +92,17 @@ impl RedisProviderBuilder {
     /// at least 100 ms). The holder renews it every `ttl / 3` and counts the lock as lost if it
     /// could not renew within `9/10` of it; a holder that dies blocks the name for up to `ttl`.
     /// Waiters' marks live as long without refresh.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_redis::RedisProvider;
+    ///
+    /// let provider = RedisProvider::builder("redis://cache.internal:6379/0")
+    ///     .ttl(Duration::from_secs(30)) // rides out longer server stalls
+    ///     .build()?;
+    /// assert_eq!(provider.ttl(), Duration::from_secs(30));
+    /// # Ok::<(), tierlock_redis::RedisError>(())
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.settings.ttl = ttl;
         self
@@ -90,6 +112,16 @@ impl RedisProviderBuilder {
     /// woken by the release's pub/sub message, and in case that is lost (pub/sub is
     /// fire-and-forget) they try again after `initial`, doubling up to `max`, and never later
     /// than the moment the holder's key expires.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_redis::RedisProvider;
+    ///
+    /// let provider = RedisProvider::builder("redis://cache.internal:6379/0")
+    ///     .poll(Duration::from_millis(20), Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), tierlock_redis::RedisError>(())
+    /// ```
     pub fn poll(mut self, initial: Duration, max: Duration) -> Self {
         self.settings.poll_initial = initial;
         self.settings.poll_max = max;
@@ -99,6 +131,16 @@ impl RedisProviderBuilder {
     /// How often a held lock that has local waiters checks whether another process waits for
     /// it (default 50 ms): one read-only script per check, made only while this process has
     /// tasks queued behind the lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_redis::RedisProvider;
+    ///
+    /// let provider = RedisProvider::builder("redis://cache.internal:6379/0")
+    ///     .request_poll_interval(Duration::from_millis(200)) // fewer scripts while contended
+    ///     .build()?;
+    /// # Ok::<(), tierlock_redis::RedisError>(())
+    /// ```
     pub fn request_poll_interval(mut self, interval: Duration) -> Self {
         self.settings.request_poll_interval = interval;
         self
@@ -107,6 +149,16 @@ impl RedisProviderBuilder {
     /// How long any single command may take before it counts as failed (default 2 s). A
     /// waiting acquisition never waits past its own deadline; a one-shot attempt, a release and
     /// a waiter's mark are bounded by this. Renewals are bounded by the lease itself.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_redis::RedisProvider;
+    ///
+    /// let provider = RedisProvider::builder("redis://cache.internal:6379/0")
+    ///     .command_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), tierlock_redis::RedisError>(())
+    /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.settings.command_timeout = timeout;
         self
@@ -118,6 +170,18 @@ impl RedisProviderBuilder {
     ///
     /// [`RedisError::Config`] if the URL cannot be parsed, [`RedisError::Option`] for an option
     /// out of range.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_redis::{RedisError, RedisProvider};
+    ///
+    /// let provider = RedisProvider::builder("redis://cache.internal:6379/0").build()?; // no I/O
+    /// let short = RedisProvider::builder("redis://cache.internal:6379/0")
+    ///     .ttl(Duration::from_millis(10))
+    ///     .build();
+    /// assert!(matches!(short, Err(RedisError::Option { option: "ttl", .. })));
+    /// # Ok::<(), RedisError>(())
+    /// ```
     pub fn build(self) -> Result<RedisProvider, RedisError> {
         let s = &self.settings;
         let option = |option, reason| Err(RedisError::Option { option, reason });
@@ -147,6 +211,20 @@ impl RedisProviderBuilder {
     /// # Errors
     ///
     /// Those of [`build`](Self::build), and [`RedisError::Connect`].
+    ///
+    /// ```no_run
+    /// use tierlock_redis::RedisProvider;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tierlock_redis::RedisError> {
+    /// // A wrong address or password fails here, not at the first lock.
+    /// let provider = RedisProvider::builder("redis://:secret@cache.internal:6379/0")
+    ///     .connect()
+    ///     .await?;
+    /// let locks = tierlock_core::LockManager::new(provider);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(self) -> Result<RedisProvider, RedisError> {
         let provider = self.build()?;
         provider.ping().await?;

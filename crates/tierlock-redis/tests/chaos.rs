@@ -5,6 +5,8 @@
 //! disturbed; like them, they run only when `TIERLOCK_REDIS_URL` is set (`scripts/test` sets it
 //! and installs `redis-server`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! fencing tokens, the watchdog, wake-ups, request marks, releases, errors. Each test uses a
 //! key prefix of its own; tests that stop, freeze or pause a server are in `chaos.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -59,6 +59,18 @@ impl SqliteProviderBuilder {
     /// [`SqliteProvider::DEFAULT_TTL`], 10 s; 10 ms to 1 day). The holder renews every
     /// `ttl / 3` and counts its lease as lost once `9/10 · ttl` passed without a renewal; a
     /// process that dies (or is stopped) keeps the name from others for up to `ttl`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_sqlite::SqliteProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = SqliteProvider::builder(tmp.path().join("locks.db"))
+    ///     .ttl(Duration::from_secs(60)) // holders that may be paused for long
+    ///     .build()?;
+    /// assert_eq!(provider.ttl(), Duration::from_secs(60));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -67,6 +79,17 @@ impl SqliteProviderBuilder {
     /// The polling back-off while waiting for a lock held elsewhere: the first pause, doubling
     /// up to `max` (defaults 1 ms and 8 ms). A poll is one indexed read that takes no lock
     /// a holder could wait for.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_sqlite::SqliteProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = SqliteProvider::builder(tmp.path().join("locks.db"))
+    ///     .poll(Duration::from_millis(5), Duration::from_millis(100)) // fewer reads
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn poll(mut self, initial: Duration, max: Duration) -> Self {
         self.initial = initial;
         self.max = max.max(initial);
@@ -84,6 +107,17 @@ impl SqliteProviderBuilder {
     /// attempt with a deadline that has already passed, so a wait is bounded by this setting,
     /// not by the caller's remaining budget: a `lock(name, timeout)` can overrun `timeout` by
     /// up to `busy_timeout`, and only while another program holds the write lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_sqlite::SqliteProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = SqliteProvider::builder(tmp.path().join("locks.db"))
+    ///     .busy_timeout(Duration::from_secs(5)) // a reporting tool reads the table at length
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self
@@ -95,6 +129,17 @@ impl SqliteProviderBuilder {
     /// power loss may roll back the last commits — leases held by processes that died with the
     /// machine, and the fencing counter by as much. An fsync per acquisition and release costs
     /// milliseconds on most disks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_sqlite::SqliteProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let provider = SqliteProvider::builder(tmp.path().join("locks.db"))
+    ///     .durable(true) // fencing tokens survive a power loss
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn durable(mut self, durable: bool) -> Self {
         self.durable = durable;
         self
@@ -109,6 +154,18 @@ impl SqliteProviderBuilder {
     /// system of this host (or that all processes using the database run on the host that
     /// serves it). Network file systems are refused whatever this says: SQLite's documentation
     /// warns that its locking is unreliable there, and two hosts would both "hold" a lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tierlock_sqlite::SqliteProvider;
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// // Only for a directory known to be a local file system of this host (here a temporary one).
+    /// let provider = SqliteProvider::builder(tmp.path().join("locks.db"))
+    ///     .allow_unknown_mount(true)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn allow_unknown_mount(mut self, allow: bool) -> Self {
         self.allow_unknown_mount = allow;
         self
@@ -126,6 +183,18 @@ impl SqliteProviderBuilder {
     /// [`SqliteError::UnsafeMount`], [`SqliteError::Open`], [`SqliteError::ReadOnly`],
     /// [`SqliteError::NotADatabase`], [`SqliteError::Foreign`], [`SqliteError::SchemaVersion`],
     /// [`SqliteError::Corrupt`], [`SqliteError::Busy`], [`SqliteError::Database`].
+    ///
+    /// ```
+    /// use tierlock_sqlite::{SqliteError, SqliteProvider};
+    ///
+    /// # let tmp = tempfile::tempdir()?;
+    /// let path = tmp.path().join("locks.db");
+    /// let provider = SqliteProvider::builder(&path).build()?; // creates the file and its schema
+    /// assert!(path.exists());
+    /// let nowhere = SqliteProvider::builder(tmp.path().join("missing/locks.db")).build();
+    /// assert!(matches!(nowhere, Err(SqliteError::NoDirectory { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<SqliteProvider, SqliteError> {
         if !TTL_RANGE.contains(&self.ttl) {
             return Err(SqliteError::InvalidTtl { ttl: self.ttl });

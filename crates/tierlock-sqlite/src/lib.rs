@@ -36,7 +36,8 @@
 //! * **Time.** Expiry is measured on the host's `CLOCK_MONOTONIC` (on Linux; tagged with the
 //!   boot id), the clock every process of the host shares and the one the holder's own timers
 //!   run on: a wall-clock step cannot expire a lease early. Rows also carry wall-clock times
-//!   (`unixepoch('subsec')`) for people. See `docs/providers/sqlite.md` for the reasons.
+//!   (`unixepoch('subsec')`) for people. See `docs/providers/sqlite.md` in the repository for the
+//!   reasons.
 //! * **Requests.** A waiting process keeps a row in `tierlock_waiters`; a holder that the
 //!   manager asks about it reads that table every 50 ms in the background, so
 //!   [`ExternalLock::is_requested`](tierlock_core::ExternalLock::is_requested) is an atomic
@@ -79,8 +80,6 @@
 //! [`LockGuard::lost`]: tierlock_core::LockGuard::lost
 //! [`LockGuard::fencing_token`]: tierlock_core::LockGuard::fencing_token
 
-#![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 mod builder;

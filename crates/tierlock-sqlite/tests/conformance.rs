@@ -1,6 +1,8 @@
 //! The shared conformance battery on the SQLite provider: each provider gets a database file
 //! of its own, and a short `ttl` so that renewals run many times during the battery.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! The SQLite provider on its own: the database file, leases and their expiry, fencing tokens,
 //! the request signal, cancellation, and the errors a bad file or a busy database give.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,7 +25,7 @@
 //! });
 //! ```
 
-#![deny(missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
 pub mod conformance;

@@ -10,6 +10,8 @@
 //! directory; with `rig-lease` / `rig-flock`, one process on each "host" of the two-host rig
 //! (`eval "$(scripts/rig start)"`), in lease mode on hostA/hostB or flock mode on fwdA/fwdB. Prints critical sections per second and per-process wait percentiles.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use tierlock_testkit::multiprocess;

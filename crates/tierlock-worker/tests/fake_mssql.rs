@@ -5,6 +5,8 @@
 //! a SIGKILLed worker's lock is freed by the kernel closing its socket. Real-server semantics
 //! are tested by `servers.rs` when `TIERLOCK_MSSQL_URL` is set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../tierlock-mssql/tests/support/fake_tds.rs"]
 mod fake_tds;
 

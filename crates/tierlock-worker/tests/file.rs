@@ -1,5 +1,7 @@
 //! Real multi-process tests of the file provider: separate OS processes on one directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use tierlock_testkit::multiprocess;

@@ -7,6 +7,8 @@
 //! `client_connection_check_interval` (PostgreSQL 14 and later, which the provider sets to 1 s
 //! on its sessions) the backend checks the socket while it waits and exits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -3,6 +3,8 @@
 //! freeze a server or lock a user out, on a private `redis-server` of the test's own. Each test
 //! prints that it was skipped when `TIERLOCK_REDIS_URL` is not set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

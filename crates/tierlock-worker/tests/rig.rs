@@ -4,6 +4,8 @@
 //! `TIERLOCK_RIG` names a mounted rig (`eval "$(scripts/rig start)"`); `scripts/test` mounts it
 //! and requires these tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! when its server is not configured. The `*_fencing` modules run the fencing-token scenarios
 //! with the providers' `.fencing(true)` (worker kinds `postgres-fencing`, `mssql-fencing`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,7 @@
 //! Real multi-process tests of the SQLite provider: separate OS processes on one database file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

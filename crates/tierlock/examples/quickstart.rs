@@ -2,6 +2,8 @@
 //!
 //! `cargo run --example quickstart`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use tierlock::{LockError, LockManager, MemoryProvider};

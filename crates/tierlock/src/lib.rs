@@ -29,9 +29,9 @@
 //! off, a zero duration is an error).
 //!
 //! Fencing tokens (`guard.fencing_token()`) come from the file, SQLite and Redis providers
-//! always and from PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` and the `fencing`
-//! example (feature `postgres`) for a resource that rejects writes from a holder that lost its
-//! lock.
+//! always and from PostgreSQL and SQL Server with `.fencing(true)`; see `docs/fencing.md` in the
+//! repository and the `fencing` example (feature `postgres`) for a resource that rejects writes
+//! from a holder that lost its lock.
 //!
 //! ```
 //! use std::time::Duration;
@@ -107,7 +107,6 @@
 //! - **Passwords.** No error, message or `Debug` output of this API contains the URL: errors
 //!   name the scheme or the parameter at most, and the drivers' errors the server and the user.
 
-#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod connect;

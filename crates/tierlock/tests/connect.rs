@@ -5,6 +5,7 @@
 //! `TIERLOCK_REQUIRE_SERVERS` requires them); the file and SQLite cases use a temporary
 //! directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code, unused_imports)] // each case needs its provider's feature
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

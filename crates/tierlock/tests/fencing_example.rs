@@ -2,6 +2,7 @@
 //! the resource accepts the writes of the current holders and rejects the late write of the
 //! holder that lost its lock.
 #![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../examples/fencing.rs"]
 mod example;

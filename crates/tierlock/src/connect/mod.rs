@@ -2,8 +2,6 @@
 //! for the table of forms and parameters).
 
 mod open;
-#[cfg(feature = "postgres-rustls")]
-mod tls;
 mod url;
 
 use std::fmt;
@@ -249,8 +247,8 @@ pub enum ConnectError {
 enum Target {
     /// A lock directory.
     File(PathBuf),
-    /// A `postgres://` URL for tokio-postgres; `tls` if it says `sslmode=require`.
-    Postgres { url: String, tls: bool },
+    /// A `postgres://` URL for tokio-postgres (whose `sslmode` tierlock-postgres reads).
+    Postgres(String),
     /// An ADO.NET or `jdbc:sqlserver://` connection string for tiberius.
     Mssql(String),
     /// An SQLite database file.
@@ -265,7 +263,7 @@ impl Target {
     fn kind(&self) -> ProviderKind {
         match self {
             Target::File(_) => ProviderKind::File,
-            Target::Postgres { .. } => ProviderKind::Postgres,
+            Target::Postgres(_) => ProviderKind::Postgres,
             Target::Mssql(_) => ProviderKind::SqlServer,
             Target::Sqlite(_) => ProviderKind::Sqlite,
             Target::Redis(_) => ProviderKind::Redis,
@@ -279,10 +277,7 @@ impl fmt::Debug for Target {
         // Connection strings may hold a password: never print them.
         match self {
             Target::File(path) => f.debug_tuple("File").field(path).finish(),
-            Target::Postgres { tls, .. } => f
-                .debug_struct("Postgres")
-                .field("tls", tls)
-                .finish_non_exhaustive(),
+            Target::Postgres(_) => f.write_str("Postgres(..)"),
             Target::Mssql(_) => f.write_str("Mssql(..)"),
             Target::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
             Target::Redis(_) => f.write_str("Redis(..)"),

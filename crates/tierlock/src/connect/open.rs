@@ -16,7 +16,7 @@ pub(super) async fn open(options: ConnectOptions) -> Result<LockManager, Connect
     let namespace = namespace.unwrap_or_default();
     match target {
         Target::File(dir) => file::open(&dir, mode, ttl, fencing),
-        Target::Postgres { url, tls } => postgres::open(url, tls, namespace, fencing).await,
+        Target::Postgres(url) => postgres::open(url, namespace, fencing).await,
         Target::Mssql(conn) => mssql::open(&conn, namespace, fencing),
         Target::Sqlite(path) => sqlite::open(&path, ttl),
         Target::Redis(url) => redis::open(url, &namespace, ttl).await,
@@ -116,13 +116,13 @@ mod file {
 #[cfg(feature = "postgres")]
 mod postgres {
     use tierlock_core::LockManager;
-    use tierlock_postgres::PostgresProvider;
+    use tierlock_postgres::{PostgresError, PostgresProvider};
 
-    use super::{ConnectError, ProviderKind, provider_error};
+    use super::{ConnectError, ProviderKind, not_built, provider_error};
 
+    /// TLS or not is tierlock-postgres's choice, from the `sslmode` of the URL it parses.
     pub(super) async fn open(
         url: String,
-        tls: bool,
         namespace: String,
         fencing: Option<bool>,
     ) -> Result<LockManager, ConnectError> {
@@ -130,23 +130,12 @@ mod postgres {
         if let Some(on) = fencing {
             builder = builder.fencing(on);
         }
-        if tls {
-            #[cfg(feature = "postgres-rustls")]
-            {
-                let config = crate::connect::tls::client_config()
-                    .map_err(provider_error(ProviderKind::Postgres))?;
-                builder = builder.tls(config);
+        let provider = builder.connect().await.map_err(|err| match err {
+            PostgresError::TlsNotBuilt => {
+                not_built("PostgreSQL TLS (sslmode=require)", "postgres-rustls")
             }
-            #[cfg(not(feature = "postgres-rustls"))]
-            return Err(super::not_built(
-                "PostgreSQL TLS (sslmode=require)",
-                "postgres-rustls",
-            ));
-        }
-        let provider = builder
-            .connect()
-            .await
-            .map_err(|err| provider_error(ProviderKind::Postgres)(Box::new(err)))?;
+            err => provider_error(ProviderKind::Postgres)(Box::new(err)),
+        })?;
         Ok(LockManager::new(provider))
     }
 }
@@ -159,7 +148,6 @@ mod postgres {
 
     pub(super) async fn open(
         _url: String,
-        _tls: bool,
         _namespace: String,
         _fencing: Option<bool>,
     ) -> Result<LockManager, ConnectError> {

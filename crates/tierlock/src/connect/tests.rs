@@ -25,11 +25,8 @@ fn error(url: &str) -> ConnectError {
     }
 }
 
-fn pg(url: &str, tls: bool) -> Target {
-    Target::Postgres {
-        url: url.to_owned(),
-        tls,
-    }
+fn pg(url: &str) -> Target {
+    Target::Postgres(url.to_owned())
 }
 
 fn file(path: &str) -> Target {
@@ -154,14 +151,11 @@ fn file_parameters() {
 #[test]
 fn postgres_urls_lose_only_tierlocks_parameters() {
     let url = "postgres://app:secret@db:5432/app";
-    assert_eq!(target(url), pg(url, false));
-    assert_eq!(
-        target(" POSTGRESQL://db/app "),
-        pg("postgresql://db/app", false)
-    );
+    assert_eq!(target(url), pg(url));
+    assert_eq!(target(" POSTGRESQL://db/app "), pg("postgresql://db/app"));
     assert_eq!(
         target("postgres://db/app?sslmode=require"),
-        pg("postgres://db/app?sslmode=require", true)
+        pg("postgres://db/app?sslmode=require")
     );
     let parsed = parse(
         "postgres://db/app?namespace=billing&application_name=x&fencing=true&sslmode=require",
@@ -169,7 +163,7 @@ fn postgres_urls_lose_only_tierlocks_parameters() {
     .unwrap();
     assert_eq!(
         parsed.target,
-        pg("postgres://db/app?application_name=x&sslmode=require", true)
+        pg("postgres://db/app?application_name=x&sslmode=require")
     );
     assert_eq!(
         parsed.params,
@@ -181,7 +175,7 @@ fn postgres_urls_lose_only_tierlocks_parameters() {
     );
     assert_eq!(
         target("postgres://db/app?namespace=a%2Fb"),
-        pg("postgres://db/app", false)
+        pg("postgres://db/app")
     );
     assert_eq!(
         params("postgres://db/app?namespace=a%2Fb")
@@ -193,15 +187,15 @@ fn postgres_urls_lose_only_tierlocks_parameters() {
     // `?` and `sslmode=require` (it then means nothing).
     assert_eq!(
         target("postgres://u:pa?ss@db/app?namespace=n"),
-        pg("postgres://u:pa?ss@db/app", false)
+        pg("postgres://u:pa?ss@db/app")
     );
     assert_eq!(
         target("postgres://u:sslmode=require@db/app"),
-        pg("postgres://u:sslmode=require@db/app", false)
+        pg("postgres://u:sslmode=require@db/app")
     );
     assert_eq!(
         target("postgres://db/app?sslmode=prefer"),
-        pg("postgres://db/app?sslmode=prefer", false)
+        pg("postgres://db/app?sslmode=prefer")
     );
     for (url, option) in [
         ("postgres://db/app?ttl=5s", "ttl"),
@@ -219,7 +213,7 @@ fn postgres_urls_lose_only_tierlocks_parameters() {
 #[cfg(feature = "postgres")]
 #[test]
 fn tokio_postgres_accepts_the_stripped_url() {
-    let Target::Postgres { url, .. } =
+    let Target::Postgres(url) =
         target("postgres://u:p@db/app?namespace=n&fencing=true&application_name=x")
     else {
         panic!("not postgres")

@@ -174,13 +174,9 @@ fn postgres(scheme: &str, rest: &str) -> Result<Parsed, ConnectError> {
     };
     let mut kept = Vec::new();
     let params = own_params(query, ProviderKind::Postgres, &mut kept)?;
-    let tls = kept.iter().any(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        decode(key).as_deref() == Some("sslmode") && decode(value).as_deref() == Some("require")
-    });
     let url = join(format!("{scheme}://{head}"), &kept, "");
     Ok(Parsed {
-        target: Target::Postgres { url, tls },
+        target: Target::Postgres(url),
         params,
     })
 }
