@@ -106,16 +106,22 @@ async fn a_killed_waiter_leaves_no_ghost_waiter() {
             &["hold".into(), "mp:ghost".into(), "60000".into()],
         );
         waiting.expect("waiting", PATIENCE).await;
-        let queued = until(|| server.waiters().len() == 1).await;
-        assert!(queued, "the worker never queued");
-        let ghost = server.waiters()[0].spid;
+        // Queued with its mark: the marked wait. (On Babelfish the worker's first, no-wait
+        // attempt is sent as a 1 ms wait, which queues briefly without a mark.)
+        let marked_wait = || {
+            let waiters = server.waiters();
+            let locks = server.locks();
+            match waiters.as_slice() {
+                [w] if locks.iter().any(|h| h.spid == w.spid && !h.exclusive) => Some(w.spid),
+                _ => None,
+            }
+        };
+        let queued = until(|| marked_wait().is_some()).await;
         assert!(
-            server
-                .locks()
-                .iter()
-                .any(|h| h.spid == ghost && !h.exclusive),
-            "no mark"
+            queued,
+            "the worker never queued with its mark, babelfish={babelfish}"
         );
+        let ghost = marked_wait().expect("still queued: only the kill below ends the wait");
         waiting.kill().await;
         assert!(
             until(|| !server.open_sessions().contains(&ghost)).await,
