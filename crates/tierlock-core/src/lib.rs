@@ -78,6 +78,7 @@ pub mod pool;
 pub mod provider;
 mod shards;
 mod stats;
+pub mod status;
 mod table;
 
 pub use error::{BoxError, InvalidNameReason, LockError};
@@ -88,3 +89,4 @@ pub use name::{LockName, MAX_NAME_LEN};
 pub use owner::{Owner, scope};
 pub use provider::{ExternalLock, Latch, LostSignal, Provider, RequestMark, WaitStrategy};
 pub use stats::Stats;
+pub use status::HeldLock;
