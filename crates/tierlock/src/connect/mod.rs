@@ -2,6 +2,7 @@
 //! for the table of forms and parameters).
 
 mod open;
+mod status;
 #[cfg(feature = "postgres-rustls")]
 mod tls;
 mod url;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use tierlock_core::{BoxError, LockManager};
 
 use crate::duration::DurationError;
+
+pub use status::{StatusError, status};
 
 /// Makes a [`LockManager`] on the provider that `url` names, with the options its query
 /// carries: `ConnectOptions::new(url)?.connect().await`. See the

@@ -52,7 +52,7 @@ fn provider_error(
     ),
     allow(dead_code)
 )]
-fn not_built(what: &'static str, feature: &'static str) -> ConnectError {
+pub(super) fn not_built(what: &'static str, feature: &'static str) -> ConnectError {
     ConnectError::FeatureDisabled { what, feature }
 }
 

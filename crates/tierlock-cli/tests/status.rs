@@ -1,0 +1,142 @@
+//! `tierlock status`: a lock held by another process (a `tierlock run`) is listed, as a table
+//! and as JSON, without disturbing it; after its release the listing is empty.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{output, stderr};
+
+fn status(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+    cmd.arg("status").args(args);
+    cmd
+}
+
+fn stdout(cmd: Command) -> String {
+    let out = output(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A `tierlock run` holding `name` in `dir` until `dir/release` exists.
+fn hold(dir: &Path, mode: &str, name: &str) -> Child {
+    let marker = dir.join(format!("{name}.held"));
+    let release = dir.join("release");
+    let script = format!(
+        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.02; done",
+        marker.display(),
+        release.display()
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+    cmd.args(["run", "--dir"])
+        .arg(dir)
+        .args(["--mode", mode, "--name", name, "--", "sh", "-c", &script]);
+    common::spawn_holder(cmd, &marker)
+}
+
+/// Whether a zero-timeout `tierlock run` finds `name` held (exit 75) rather than running.
+fn still_held(dir: &Path, mode: &str, name: &str) -> bool {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
+    cmd.args(["run", "--dir"]).arg(dir).args([
+        "--mode",
+        mode,
+        "--name",
+        name,
+        "--timeout",
+        "0",
+        "--",
+        "true",
+    ]);
+    let out = output(cmd);
+    match out.status.code() {
+        Some(75) => true,
+        Some(0) => false,
+        other => panic!("tierlock run: {other:?}: {}", stderr(&out)),
+    }
+}
+
+/// Kills the holder if the test fails before it is released.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn lists_a_holder_in_another_process(mode: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let locks = tmp.path().join("locks");
+    let dir = locks.to_str().unwrap();
+    // Nothing there yet (not even the directory): empty, exit 0, nothing created.
+    assert_eq!(stdout(status(&["--dir", dir])), "no locks held\n");
+    assert_eq!(stdout(status(&["--dir", dir, "--json"])), "[]\n");
+    assert!(!locks.exists());
+
+    std::fs::create_dir(&locks).unwrap();
+    let mut holder = KillOnDrop(hold(&locks, mode, "nightly-export"));
+    let pid = format!("pid {}", holder.0.id());
+
+    let table = stdout(status(&["--dir", dir]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    assert!(lines[1].starts_with("nightly-export "), "{table}");
+    if mode == "lease" || cfg!(target_os = "linux") {
+        assert!(lines[1].contains(&pid), "{table}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout(status(&[
+        "--url",
+        &format!("file://{dir}"),
+        "--json",
+    ])))
+    .unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["name"], "nightly-export");
+    assert_eq!(rows[0]["fencing_token"], 1);
+    let ext = if mode == "lease" { ".lease" } else { ".lock" };
+    assert!(rows[0]["key"].as_str().unwrap().ends_with(ext), "{json}");
+
+    // The holder is not disturbed: after many listings it still holds the lock (a zero-timeout
+    // run gets 75), and it is still running.
+    for _ in 0..20 {
+        stdout(status(&["--dir", dir]));
+    }
+    assert!(still_held(&locks, mode, "nightly-export"));
+    assert!(holder.0.try_wait().unwrap().is_none());
+
+    std::fs::write(locks.join("release"), b"").unwrap();
+    let start = Instant::now();
+    assert!(holder.0.wait().unwrap().success());
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(stdout(status(&["--dir", dir])), "no locks held\n");
+    assert_eq!(stdout(status(&["--dir", dir, "--json"])), "[]\n");
+    assert!(!still_held(&locks, mode, "nightly-export"));
+}
+
+#[test]
+fn flock_mode_lists_a_holder_in_another_process() {
+    lists_a_holder_in_another_process("flock");
+}
+
+#[test]
+fn lease_mode_lists_a_holder_in_another_process() {
+    lists_a_holder_in_another_process("lease");
+}
+
+#[test]
+fn memory_and_bad_urls_fail_with_a_message() {
+    let out = output(status(&["--url", "memory:"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("one process"), "{}", stderr(&out));
+    let out = output(status(&["--url", "nope"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a lock URL"), "{}", stderr(&out));
+}
