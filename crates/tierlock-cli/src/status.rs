@@ -79,8 +79,13 @@ fn table(held: &[HeldLock]) -> String {
         "KEY".to_owned(),
     ]];
     for lock in held {
+        let name = match (&lock.name, &lock.name_hint) {
+            (Some(name), _) => name.clone(),
+            (None, Some(hint)) => format!("{hint}…"),
+            (None, None) => dash(),
+        };
         rows.push([
-            lock.label(),
+            name,
             lock.holder.clone().unwrap_or_else(dash),
             lock.fencing_token.map_or_else(dash, |t| t.to_string()),
             lock.expires_in.map_or_else(dash, expires),

@@ -23,18 +23,75 @@ fn stdout(cmd: Command) -> String {
 
 /// A `tierlock run` holding `name` in `dir` until `dir/release` exists.
 fn hold(dir: &Path, mode: &str, name: &str) -> Child {
-    let marker = dir.join(format!("{name}.held"));
-    let release = dir.join("release");
+    let mut provider = vec!["--dir".to_owned(), dir.display().to_string()];
+    provider.extend(["--mode".to_owned(), mode.to_owned()]);
+    hold_on(&provider, dir, name)
+}
+
+/// A `tierlock run PROVIDER… --name NAME` holding the lock until `scratch/release` exists.
+fn hold_on(provider: &[String], scratch: &Path, name: &str) -> Child {
+    let marker = scratch.join(format!("{name}.held"));
+    let release = scratch.join("release");
     let script = format!(
         "touch '{}'; while [ ! -e '{}' ]; do sleep 0.02; done",
         marker.display(),
         release.display()
     );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierlock"));
-    cmd.args(["run", "--dir"])
-        .arg(dir)
-        .args(["--mode", mode, "--name", name, "--", "sh", "-c", &script]);
+    cmd.arg("run")
+        .args(provider)
+        .args(["--name", name, "--", "sh", "-c", &script]);
     common::spawn_holder(cmd, &marker)
+}
+
+/// The rows of `tierlock status ARGS --json`.
+fn rows(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let json: serde_json::Value = serde_json::from_str(&stdout(status(&all))).unwrap();
+    json.as_array().unwrap().clone()
+}
+
+#[test]
+fn postgres_lists_a_holder_in_another_process() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_PG_URL") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = common::unique_namespace("status");
+    let key = tierlock::postgres_lock_key(&ns, "nightly").to_string();
+    let provider = [
+        "--url".to_owned(),
+        url.clone(),
+        "--namespace".to_owned(),
+        ns,
+    ];
+    let mut holder = KillOnDrop(hold_on(&provider, tmp.path(), "nightly"));
+    let pid = format!("pid {}", holder.0.id());
+
+    let held = rows(&["--url", &url]);
+    let row = held
+        .iter()
+        .find(|row| row["key"] == key.as_str())
+        .unwrap_or_else(|| panic!("{key} not in {held:?}"));
+    assert_eq!(row["name"], serde_json::Value::Null);
+    let holder_text = row["holder"].as_str().unwrap();
+    // The session's backend, not the tierlock process.
+    assert!(
+        holder_text.starts_with("pid ") && holder_text != pid,
+        "{row}"
+    );
+    assert_eq!(row["waiters"], 0);
+    let table = stdout(status(&["--url", &url]));
+    assert!(table.lines().any(|line| line.ends_with(&key)), "{table}");
+
+    std::fs::write(tmp.path().join("release"), b"").unwrap();
+    assert!(holder.0.wait().unwrap().success());
+    let held = rows(&["--url", &url]);
+    assert!(
+        !held.iter().any(|row| row["key"] == key.as_str()),
+        "{held:?}"
+    );
 }
 
 /// Whether a zero-timeout `tierlock run` finds `name` held (exit 75) rather than running.

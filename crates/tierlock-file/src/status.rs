@@ -313,13 +313,14 @@ fn flock_status(
             }
             Seen::No => {}
         }
+        // Waiting processes hold the request file shared; no request file, no waiter yet.
         let request = path.with_extension(REQUEST_EXT);
-        if let Some(id) = fs::symlink_metadata(&request)
-            .ok()
-            .and_then(|meta| FileId::of(&meta))
-        {
-            waiters = Some(table.readers(id));
-        }
+        waiters = Some(
+            fs::symlink_metadata(&request)
+                .ok()
+                .and_then(|meta| FileId::of(&meta))
+                .map_or(0, |id| table.readers(id)),
+        );
     }
     if !is_held && try_unseen {
         is_held = try_lock_shared(path)?;

@@ -132,6 +132,7 @@ mod fence;
 mod held;
 mod key;
 mod provider;
+mod status;
 
 pub use config::PostgresProviderBuilder;
 pub use error::PostgresError;

@@ -114,7 +114,7 @@ mod file {
 }
 
 #[cfg(feature = "postgres")]
-mod postgres {
+pub(super) mod postgres {
     use tierlock_core::LockManager;
     use tierlock_postgres::PostgresProvider;
 
@@ -126,6 +126,18 @@ mod postgres {
         namespace: String,
         fencing: Option<bool>,
     ) -> Result<LockManager, ConnectError> {
+        Ok(LockManager::new(
+            provider(url, tls, namespace, fencing).await?,
+        ))
+    }
+
+    /// The provider `open` wraps (also what `status` asks).
+    pub(in crate::connect) async fn provider(
+        url: String,
+        tls: bool,
+        namespace: String,
+        fencing: Option<bool>,
+    ) -> Result<PostgresProvider, ConnectError> {
         let mut builder = PostgresProvider::builder(url).namespace(namespace);
         if let Some(on) = fencing {
             builder = builder.fencing(on);
@@ -143,11 +155,10 @@ mod postgres {
                 "postgres-rustls",
             ));
         }
-        let provider = builder
+        builder
             .connect()
             .await
-            .map_err(|err| provider_error(ProviderKind::Postgres)(Box::new(err)))?;
-        Ok(LockManager::new(provider))
+            .map_err(|err| provider_error(ProviderKind::Postgres)(Box::new(err)))
     }
 }
 

@@ -93,11 +93,14 @@ impl ConnectOptions {
     /// |---|---|---|---|---|
     /// | file, flock mode | the lock file | exact for names of ≤ 40 characters in `[A-Za-z0-9._-]`, else a hint (the file's prefix) | `pid N` (Linux) | fencing token; waiters (Linux) |
     /// | file, lease mode | the lease directory | as flock mode | `pid N on HOST` | fencing token; waiters |
+    /// | PostgreSQL | the advisory key (`bigint`, decimal) | — (a hash) | `pid N (application) from ADDRESS` | fencing token (from the counter table, unless `fencing=false`); waiters |
     ///
     /// The file provider asks the kernel's lock table where it sees every holder and otherwise
     /// probes with a shared lock attempt: see `tierlock_file::status` (feature `file`) for what
-    /// that can do to a concurrent zero-timeout acquisition. Options that only matter when
-    /// locking (`mode`, `ttl`, `fencing`) are ignored.
+    /// that can do to a concurrent zero-timeout acquisition. PostgreSQL lists every exclusive
+    /// advisory lock on a `bigint` key in the database, whatever its namespace or application
+    /// (see `PostgresProvider::held_locks`). Options that only matter when locking (`mode`,
+    /// `ttl`, a PostgreSQL `namespace`) are ignored.
     ///
     /// # Errors
     ///
@@ -107,14 +110,17 @@ impl ConnectOptions {
     /// [`StatusError::Unsupported`] for `memory:`.
     pub async fn held_locks(self) -> Result<Vec<HeldLock>, StatusError> {
         self.check()?;
-        match self.target {
+        let ConnectOptions {
+            target, fencing, ..
+        } = self;
+        match target {
             Target::File(dir) => file::held_locks(&dir),
+            Target::Postgres { url, tls } => postgres::held_locks(url, tls, fencing).await,
             Target::Memory => Err(StatusError::Unsupported {
                 provider: ProviderKind::Memory,
             }),
             other => Err(ConnectError::FeatureDisabled {
                 what: match other.kind() {
-                    ProviderKind::Postgres => "PostgreSQL status",
                     ProviderKind::SqlServer => "SQL Server status",
                     ProviderKind::Sqlite => "SQLite status",
                     _ => "Redis status",
@@ -150,5 +156,43 @@ mod file {
 
     pub(super) fn held_locks(_dir: &Path) -> Result<Vec<HeldLock>, StatusError> {
         Err(not_built("file", "file").into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use tierlock_core::HeldLock;
+
+    use super::{ProviderKind, StatusError, listing_error};
+
+    pub(super) async fn held_locks(
+        url: String,
+        tls: bool,
+        fencing: Option<bool>,
+    ) -> Result<Vec<HeldLock>, StatusError> {
+        // Tokens are read from the counter table when it exists: harmless, so on by default.
+        let fencing = Some(fencing.unwrap_or(true));
+        let provider =
+            super::super::open::postgres::provider(url, tls, String::new(), fencing).await?;
+        provider
+            .held_locks()
+            .await
+            .map_err(listing_error(ProviderKind::Postgres))
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+mod postgres {
+    use tierlock_core::HeldLock;
+
+    use super::super::open::not_built;
+    use super::StatusError;
+
+    pub(super) async fn held_locks(
+        _url: String,
+        _tls: bool,
+        _fencing: Option<bool>,
+    ) -> Result<Vec<HeldLock>, StatusError> {
+        Err(not_built("PostgreSQL", "postgres").into())
     }
 }
