@@ -197,3 +197,33 @@ fn memory_and_bad_urls_fail_with_a_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not a lock URL"), "{}", stderr(&out));
 }
+
+#[test]
+fn redis_lists_a_holder_in_another_process() {
+    let Some(url) = tierlock_testkit::server_url("TIERLOCK_REDIS_URL") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = common::unique_namespace("status");
+    let provider = [
+        "--url".to_owned(),
+        url.clone(),
+        "--namespace".to_owned(),
+        ns.clone(),
+    ];
+    let mut holder = KillOnDrop(hold_on(&provider, tmp.path(), "nightly"));
+
+    let held = rows(&["--url", &url, "--namespace", &ns]);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["name"], "nightly");
+    assert_eq!(held[0]["key"], format!("tierlock:{ns}:{{n:nightly}}:lock"));
+    assert!(held[0]["expires_in_ms"].as_u64().unwrap() > 0, "{held:?}");
+    assert!(held[0]["fencing_token"].as_u64().is_some(), "{held:?}");
+    // The same namespace in the URL.
+    let held = rows(&["--url", &format!("{url}?namespace={ns}")]);
+    assert_eq!(held.len(), 1, "{held:?}");
+
+    std::fs::write(tmp.path().join("release"), b"").unwrap();
+    assert!(holder.0.wait().unwrap().success());
+    assert!(rows(&["--url", &url, "--namespace", &ns]).is_empty());
+}

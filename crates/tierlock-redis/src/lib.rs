@@ -94,6 +94,7 @@ mod keys;
 mod marks;
 mod provider;
 mod scripts;
+mod status;
 mod wakeups;
 
 pub use builder::RedisProviderBuilder;

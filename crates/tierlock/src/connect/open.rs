@@ -266,7 +266,7 @@ pub(super) fn redis_key_prefix(namespace: &str) -> String {
 }
 
 #[cfg(feature = "redis")]
-mod redis {
+pub(super) mod redis {
     use std::time::Duration;
 
     use tierlock_core::LockManager;
@@ -279,15 +279,23 @@ mod redis {
         namespace: &str,
         ttl: Option<Duration>,
     ) -> Result<LockManager, ConnectError> {
+        Ok(LockManager::new(provider(url, namespace, ttl).await?))
+    }
+
+    /// The provider `open` wraps (also what `status` asks).
+    pub(in crate::connect) async fn provider(
+        url: String,
+        namespace: &str,
+        ttl: Option<Duration>,
+    ) -> Result<RedisProvider, ConnectError> {
         let mut builder = RedisProvider::builder(url).key_prefix(redis_key_prefix(namespace));
         if let Some(ttl) = ttl {
             builder = builder.ttl(ttl);
         }
-        let provider = builder
+        builder
             .connect()
             .await
-            .map_err(|err| provider_error(ProviderKind::Redis)(Box::new(err)))?;
-        Ok(LockManager::new(provider))
+            .map_err(|err| provider_error(ProviderKind::Redis)(Box::new(err)))
     }
 }
 

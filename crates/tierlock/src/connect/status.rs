@@ -93,13 +93,15 @@ impl ConnectOptions {
     /// |---|---|---|---|---|
     /// | file, flock mode | the lock file | exact for names of ≤ 40 characters in `[A-Za-z0-9._-]`, else a hint (the file's prefix) | `pid N` (Linux) | fencing token; waiters (Linux) |
     /// | file, lease mode | the lease directory | as flock mode | `pid N on HOST` | fencing token; waiters |
+    /// | Redis | the lock key (`tierlock:{n:NAME}:lock`) | exact for names kept readable in keys, else — (a hash) | — (a random owner token) | time to live; fencing token; waiters |
     /// | PostgreSQL | the advisory key (`bigint`, decimal) | — (a hash) | `pid N (application) from ADDRESS` | fencing token (from the counter table, unless `fencing=false`); waiters |
     ///
     /// The file provider asks the kernel's lock table where it sees every holder and otherwise
     /// probes with a shared lock attempt: see `tierlock_file::status` (feature `file`) for what
     /// that can do to a concurrent zero-timeout acquisition. PostgreSQL lists every exclusive
     /// advisory lock on a `bigint` key in the database, whatever its namespace or application
-    /// (see `PostgresProvider::held_locks`). Options that only matter when locking (`mode`,
+    /// (see `PostgresProvider::held_locks`). Redis lists the keys under the namespace's prefix
+    /// (`tierlock:` without one, `tierlock:NS:` with `namespace=NS`). Options that only matter when locking (`mode`,
     /// `ttl`, a PostgreSQL `namespace`) are ignored.
     ///
     /// # Errors
@@ -111,19 +113,22 @@ impl ConnectOptions {
     pub async fn held_locks(self) -> Result<Vec<HeldLock>, StatusError> {
         self.check()?;
         let ConnectOptions {
-            target, fencing, ..
+            target,
+            fencing,
+            namespace,
+            ..
         } = self;
         match target {
             Target::File(dir) => file::held_locks(&dir),
             Target::Postgres { url, tls } => postgres::held_locks(url, tls, fencing).await,
+            Target::Redis(url) => redis::held_locks(url, &namespace.unwrap_or_default()).await,
             Target::Memory => Err(StatusError::Unsupported {
                 provider: ProviderKind::Memory,
             }),
             other => Err(ConnectError::FeatureDisabled {
                 what: match other.kind() {
                     ProviderKind::SqlServer => "SQL Server status",
-                    ProviderKind::Sqlite => "SQLite status",
-                    _ => "Redis status",
+                    _ => "SQLite status",
                 },
                 feature: "status",
             }
@@ -194,5 +199,38 @@ mod postgres {
         _fencing: Option<bool>,
     ) -> Result<Vec<HeldLock>, StatusError> {
         Err(not_built("PostgreSQL", "postgres").into())
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use tierlock_core::HeldLock;
+
+    use super::{ProviderKind, StatusError, listing_error};
+
+    pub(super) async fn held_locks(
+        url: String,
+        namespace: &str,
+    ) -> Result<Vec<HeldLock>, StatusError> {
+        let provider = super::super::open::redis::provider(url, namespace, None).await?;
+        provider
+            .held_locks()
+            .await
+            .map_err(listing_error(ProviderKind::Redis))
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+mod redis {
+    use tierlock_core::HeldLock;
+
+    use super::super::open::not_built;
+    use super::StatusError;
+
+    pub(super) async fn held_locks(
+        _url: String,
+        _namespace: &str,
+    ) -> Result<Vec<HeldLock>, StatusError> {
+        Err(not_built("Redis", "redis").into())
     }
 }
