@@ -227,3 +227,34 @@ fn redis_lists_a_holder_in_another_process() {
     assert!(holder.0.wait().unwrap().success());
     assert!(rows(&["--url", &url, "--namespace", &ns]).is_empty());
 }
+
+#[test]
+fn sqlite_lists_a_holder_in_another_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("locks.db");
+    let url = format!("sqlite:{}", db.display());
+    assert!(rows(&["--url", &url]).is_empty());
+    assert!(!db.exists(), "the listing created the database");
+    let provider = ["--url".to_owned(), url.clone()];
+    let mut holder = KillOnDrop(hold_on(&provider, tmp.path(), "job:nightly"));
+    let pid = format!("pid {}", holder.0.id());
+
+    let held = rows(&["--url", &url]);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["name"], "job:nightly");
+    assert!(
+        held[0]["holder"].as_str().unwrap().starts_with(&pid),
+        "{held:?}"
+    );
+    assert_eq!(held[0]["fencing_token"], 1);
+    assert!(held[0]["expires_in_ms"].as_u64().unwrap() > 0, "{held:?}");
+    let table = stdout(status(&["--url", &url]));
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("job:nightly "),
+        "{table}"
+    );
+
+    std::fs::write(tmp.path().join("release"), b"").unwrap();
+    assert!(holder.0.wait().unwrap().success());
+    assert!(rows(&["--url", &url]).is_empty());
+}

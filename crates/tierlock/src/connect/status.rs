@@ -56,11 +56,14 @@ pub enum StatusError {
         #[source]
         source: BoxError,
     },
-    /// The provider keeps no state outside the process that holds its locks (`memory:`).
-    #[error("the {provider} provider keeps its locks inside one process: nothing to list")]
+    /// The provider cannot tell which locks are held (`memory:` keeps them inside the process
+    /// that holds them).
+    #[error("cannot list the locks held on the {provider} provider: {reason}")]
     Unsupported {
         /// The provider.
         provider: ProviderKind,
+        /// Why.
+        reason: &'static str,
     },
 }
 
@@ -93,6 +96,7 @@ impl ConnectOptions {
     /// |---|---|---|---|---|
     /// | file, flock mode | the lock file | exact for names of ≤ 40 characters in `[A-Za-z0-9._-]`, else a hint (the file's prefix) | `pid N` (Linux) | fencing token; waiters (Linux) |
     /// | file, lease mode | the lease directory | as flock mode | `pid N on HOST` | fencing token; waiters |
+    /// | SQLite | the name | exact | `pid N on HOST` | time left; fencing token; waiters |
     /// | Redis | the lock key (`tierlock:{n:NAME}:lock`) | exact for names kept readable in keys, else — (a hash) | — (a random owner token) | time to live; fencing token; waiters |
     /// | PostgreSQL | the advisory key (`bigint`, decimal) | — (a hash) | `pid N (application) from ADDRESS` | fencing token (from the counter table, unless `fencing=false`); waiters |
     ///
@@ -121,18 +125,16 @@ impl ConnectOptions {
         match target {
             Target::File(dir) => file::held_locks(&dir),
             Target::Postgres { url, tls } => postgres::held_locks(url, tls, fencing).await,
+            Target::Sqlite(path) => sqlite::held_locks(&path),
             Target::Redis(url) => redis::held_locks(url, &namespace.unwrap_or_default()).await,
             Target::Memory => Err(StatusError::Unsupported {
                 provider: ProviderKind::Memory,
+                reason: "its locks live inside one process",
             }),
-            other => Err(ConnectError::FeatureDisabled {
-                what: match other.kind() {
-                    ProviderKind::SqlServer => "SQL Server status",
-                    _ => "SQLite status",
-                },
-                feature: "status",
-            }
-            .into()),
+            Target::Mssql(_) => Err(StatusError::Unsupported {
+                provider: ProviderKind::SqlServer,
+                reason: "not implemented yet",
+            }),
         }
     }
 }
@@ -232,5 +234,32 @@ mod redis {
         _namespace: &str,
     ) -> Result<Vec<HeldLock>, StatusError> {
         Err(not_built("Redis", "redis").into())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::path::Path;
+
+    use tierlock_core::HeldLock;
+
+    use super::{ProviderKind, StatusError, listing_error};
+
+    pub(super) fn held_locks(path: &Path) -> Result<Vec<HeldLock>, StatusError> {
+        tierlock_sqlite::status::held_locks(path).map_err(listing_error(ProviderKind::Sqlite))
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+mod sqlite {
+    use std::path::Path;
+
+    use tierlock_core::HeldLock;
+
+    use super::super::open::not_built;
+    use super::StatusError;
+
+    pub(super) fn held_locks(_path: &Path) -> Result<Vec<HeldLock>, StatusError> {
+        Err(not_built("SQLite", "sqlite").into())
     }
 }
