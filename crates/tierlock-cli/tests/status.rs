@@ -2,6 +2,8 @@
 //! and as JSON, without disturbing it; after its release the listing is empty.
 
 mod common;
+#[path = "../../tierlock-mssql/tests/support/fake_tds.rs"]
+mod fake_tds;
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -257,4 +259,69 @@ fn sqlite_lists_a_holder_in_another_process() {
     std::fs::write(tmp.path().join("release"), b"").unwrap();
     assert!(holder.0.wait().unwrap().success());
     assert!(rows(&["--url", &url]).is_empty());
+}
+
+/// SQL Server against the fake TDS server of tierlock-mssql's tests, run in this process; the
+/// holder and the listings are separate `tierlock` processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_server_lists_a_holder_in_another_process() {
+    let server = fake_tds::FakeServer::start().await;
+    let url = format!("mssql:{}", server.connection_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().to_path_buf();
+    let provider = [
+        "--url".to_owned(),
+        url.clone(),
+        "--namespace".to_owned(),
+        "app:".to_owned(),
+    ];
+    let mut holder =
+        tokio::task::spawn_blocking(move || KillOnDrop(hold_on(&provider, &scratch, "nightly")))
+            .await
+            .unwrap();
+    let list = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rows(&args)
+        })
+    };
+    let args = vec![
+        "--url".to_owned(),
+        url.clone(),
+        "--namespace".to_owned(),
+        "app:".to_owned(),
+    ];
+    let held = list(args.clone()).await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["name"], "nightly");
+    let spid = server.locks()[0].spid;
+    assert_eq!(held[0]["holder"], format!("session {spid}"));
+    assert!(
+        held[0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("0:[app:nightly]:(")
+    );
+    assert_eq!(held[0]["waiters"], 0);
+    // Without the namespace, the whole resource is the name (as a provider without one
+    // would name it); with another, it is only a hint.
+    let held = list(vec!["--url".to_owned(), url.clone()]).await.unwrap();
+    assert_eq!(held[0]["name"], "app:nightly");
+    let held = list(vec![
+        "--url".to_owned(),
+        url.clone(),
+        "--namespace".to_owned(),
+        "other:".to_owned(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(held[0]["name"], serde_json::Value::Null);
+    assert_eq!(held[0]["name_hint"], "app:nightly");
+
+    std::fs::write(tmp.path().join("release"), b"").unwrap();
+    let status = tokio::task::spawn_blocking(move || holder.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert!(list(args).await.unwrap().is_empty());
 }

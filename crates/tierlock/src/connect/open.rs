@@ -179,7 +179,7 @@ mod postgres {
 }
 
 #[cfg(feature = "mssql")]
-mod mssql {
+pub(super) mod mssql {
     use tierlock_core::LockManager;
     use tierlock_mssql::MssqlProvider;
 
@@ -190,7 +190,16 @@ mod mssql {
         namespace: String,
         fencing: Option<bool>,
     ) -> Result<LockManager, ConnectError> {
-        let provider = MssqlProvider::builder(conn)
+        Ok(LockManager::new(provider(conn, namespace, fencing)?))
+    }
+
+    /// The provider `open` wraps (also what `status` asks).
+    pub(in crate::connect) fn provider(
+        conn: &str,
+        namespace: String,
+        fencing: Option<bool>,
+    ) -> Result<MssqlProvider, ConnectError> {
+        MssqlProvider::builder(conn)
             .and_then(|builder| {
                 let builder = builder.namespace(namespace);
                 match fencing {
@@ -199,8 +208,7 @@ mod mssql {
                 }
                 .build()
             })
-            .map_err(|err| provider_error(ProviderKind::SqlServer)(Box::new(err)))?;
-        Ok(LockManager::new(provider))
+            .map_err(|err| provider_error(ProviderKind::SqlServer)(Box::new(err)))
     }
 }
 

@@ -96,6 +96,7 @@ impl ConnectOptions {
     /// |---|---|---|---|---|
     /// | file, flock mode | the lock file | exact for names of ≤ 40 characters in `[A-Za-z0-9._-]`, else a hint (the file's prefix) | `pid N` (Linux) | fencing token; waiters (Linux) |
     /// | file, lease mode | the lease directory | as flock mode | `pid N on HOST` | fencing token; waiters |
+    /// | SQL Server | `sys.dm_tran_locks`' `resource_description` (`0:[first 32 characters of the resource]:(hash)`) | exact when the resource is shown whole and starts with the namespace, else a hint | `session N` | waiters |
     /// | SQLite | the name | exact | `pid N on HOST` | time left; fencing token; waiters |
     /// | Redis | the lock key (`tierlock:{n:NAME}:lock`) | exact for names kept readable in keys, else — (a hash) | — (a random owner token) | time to live; fencing token; waiters |
     /// | PostgreSQL | the advisory key (`bigint`, decimal) | — (a hash) | `pid N (application) from ADDRESS` | fencing token (from the counter table, unless `fencing=false`); waiters |
@@ -105,7 +106,9 @@ impl ConnectOptions {
     /// that can do to a concurrent zero-timeout acquisition. PostgreSQL lists every exclusive
     /// advisory lock on a `bigint` key in the database, whatever its namespace or application
     /// (see `PostgresProvider::held_locks`). Redis lists the keys under the namespace's prefix
-    /// (`tierlock:` without one, `tierlock:NS:` with `namespace=NS`). Options that only matter when locking (`mode`,
+    /// (`tierlock:` without one, `tierlock:NS:` with `namespace=NS`). SQL Server lists every
+    /// exclusive applock of the database (the namespace only turns resources back into names)
+    /// and needs `VIEW SERVER STATE`. Options that only matter when locking (`mode`,
     /// `ttl`, a PostgreSQL `namespace`) are ignored.
     ///
     /// # Errors
@@ -131,10 +134,7 @@ impl ConnectOptions {
                 provider: ProviderKind::Memory,
                 reason: "its locks live inside one process",
             }),
-            Target::Mssql(_) => Err(StatusError::Unsupported {
-                provider: ProviderKind::SqlServer,
-                reason: "not implemented yet",
-            }),
+            Target::Mssql(conn) => mssql::held_locks(&conn, namespace.unwrap_or_default()).await,
         }
     }
 }
@@ -261,5 +261,38 @@ mod sqlite {
 
     pub(super) fn held_locks(_path: &Path) -> Result<Vec<HeldLock>, StatusError> {
         Err(not_built("SQLite", "sqlite").into())
+    }
+}
+
+#[cfg(feature = "mssql")]
+mod mssql {
+    use tierlock_core::HeldLock;
+
+    use super::{ProviderKind, StatusError, listing_error};
+
+    pub(super) async fn held_locks(
+        conn: &str,
+        namespace: String,
+    ) -> Result<Vec<HeldLock>, StatusError> {
+        let provider = super::super::open::mssql::provider(conn, namespace, None)?;
+        provider
+            .held_locks()
+            .await
+            .map_err(listing_error(ProviderKind::SqlServer))
+    }
+}
+
+#[cfg(not(feature = "mssql"))]
+mod mssql {
+    use tierlock_core::HeldLock;
+
+    use super::super::open::not_built;
+    use super::StatusError;
+
+    pub(super) async fn held_locks(
+        _conn: &str,
+        _namespace: String,
+    ) -> Result<Vec<HeldLock>, StatusError> {
+        Err(not_built("SQL Server", "mssql").into())
     }
 }
