@@ -77,6 +77,12 @@
 //!
 //! On other platforms there is no such signal: if tierlock is killed with SIGKILL, the command
 //! keeps running without the lock. Ctrl-C and SIGTERM work as described above everywhere.
+//!
+//! # Which locks are held
+//!
+//! `tierlock status --dir DIR` (or `--url URL`, `--json`) lists the locks held right now by any
+//! process, with their holder, fencing token, expiry and waiters where the backend can tell;
+//! see `src/status.rs` and `docs/status.md`.
 
 // `unsafe` only for `pre_exec` in `die_with_parent` (Linux), allowed there alone.
 #![deny(unsafe_code)]

@@ -189,3 +189,8 @@ pub use tierlock_redis::{
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The example of `docs/status.md` is compiled and run as a doctest.
+#[cfg(all(doctest, feature = "file"))]
+#[doc = include_str!("../../../docs/status.md")]
+struct StatusDoctests;
