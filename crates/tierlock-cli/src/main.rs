@@ -79,11 +79,18 @@
 //!
 //! On other platforms there is no such signal: if tierlock is killed with SIGKILL, the command
 //! keeps running without the lock. Ctrl-C and SIGTERM work as described above everywhere.
+//!
+//! # Which locks are held
+//!
+//! `tierlock status --dir DIR` (or `--url URL`, `--json`) lists the locks held right now by any
+//! process, with their holder, fencing token, expiry and waiters where the backend can tell;
+//! see `src/status.rs` and `docs/status.md`.
 
 // `unsafe` only for `pre_exec` in `die_with_parent` (Linux), allowed there alone.
 #![deny(unsafe_code)]
 
 mod doctor;
+mod status;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -133,6 +140,16 @@ enum Command {
     /// acquire/release in each mode and the share's clock offset. Works in
     /// DIR/.tierlock-doctor/ and removes it; never changes the mode recorded in DIR.
     Doctor(doctor::DoctorArgs),
+
+    /// List the locks held right now on DIR or the --url server, by any process.
+    ///
+    /// Shows each lock's name where the backend keeps it (else the readable part a lock file's
+    /// name keeps, ending in …), its holder, fencing token, expiry and waiters where the backend
+    /// can tell, and its raw key. Takes no lock and changes nothing. Exits 0, also when nothing
+    /// is held.
+    #[command(after_help = "Examples:\n  tierlock status --dir /mnt/share/locks\n  \
+                      tierlock status --url \"postgres://locker:$PGPASSWORD@db/app\" --json")]
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +249,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Doctor(args) => runtime.block_on(doctor::run(args)),
+        Command::Status(args) => runtime.block_on(status::run(args)),
     }
 }
 

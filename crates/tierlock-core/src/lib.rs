@@ -69,6 +69,8 @@
 mod error;
 mod name;
 pub mod provider;
+// What a backend reports as held right now (`tierlock status`).
+pub mod status;
 // Primitives: who owns, the synchronization shim, the sharded map, the runtime glue.
 mod owner;
 mod runtime;
@@ -99,3 +101,4 @@ pub use name::{LockName, MAX_NAME_LEN};
 pub use owner::{Owner, scope};
 pub use provider::{ExternalLock, Latch, LostSignal, Provider, RequestMark, WaitStrategy};
 pub use stats::Stats;
+pub use status::HeldLock;

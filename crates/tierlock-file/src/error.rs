@@ -173,6 +173,17 @@ pub enum FileError {
         #[source]
         source: io::Error,
     },
+
+    /// The status listing ([`held_locks`](crate::status::held_locks)) could not read the lock
+    /// directory, a lease directory or the kernel's lock table.
+    #[error("could not read {} for the status listing", path.display())]
+    Status {
+        /// The directory or file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// What is wrong with a lease directory. See [`FileError::LeaseState`].

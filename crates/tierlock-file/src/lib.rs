@@ -81,6 +81,7 @@ mod mapping;
 mod marker;
 mod mount;
 mod provider;
+pub mod status;
 
 pub use builder::{FileLockMode, FileProviderBuilder};
 pub use error::{FileError, LeaseProblem};

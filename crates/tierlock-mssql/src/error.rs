@@ -152,6 +152,23 @@ pub enum MssqlError {
         /// The lock name.
         name: String,
     },
+
+    /// The status listing ([`MssqlProvider::held_locks`](crate::MssqlProvider::held_locks))
+    /// could not read `sys.dm_tran_locks` (without `VIEW SERVER STATE`, SQL Server refuses it
+    /// with error 300; Babelfish does not have the view).
+    #[error("listing the applocks held on SQL Server failed")]
+    Status {
+        /// The driver's error.
+        #[source]
+        source: Box<tiberius::error::Error>,
+    },
+
+    /// The status listing got no answer within the command timeout.
+    #[error("listing the applocks held on SQL Server got no answer within {after:?}")]
+    StatusTimeout {
+        /// The limit that was exceeded.
+        after: std::time::Duration,
+    },
 }
 
 /// Why a connection could not be opened: see [`MssqlError::Connect`].

@@ -192,6 +192,7 @@ mod naming;
 mod provider;
 mod server;
 mod sql;
+mod status;
 
 pub use config::{MssqlProviderBuilder, parse_connection_string};
 pub use error::{ConnectError, MssqlError};

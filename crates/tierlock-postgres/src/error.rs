@@ -121,6 +121,24 @@ pub enum PostgresError {
         /// The lock name.
         name: String,
     },
+
+    /// The status listing ([`PostgresProvider::held_locks`](crate::PostgresProvider::held_locks))
+    /// could not read `pg_locks` (or the fencing table).
+    #[error("listing the advisory locks held on the server failed ({operation})")]
+    Status {
+        /// What was being read.
+        operation: &'static str,
+        /// The driver's or the server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The status listing got no answer within the command timeout.
+    #[error("listing the advisory locks held on the server got no answer within {after:?}")]
+    StatusTimeout {
+        /// The limit that was exceeded.
+        after: Duration,
+    },
 }
 
 impl PostgresError {

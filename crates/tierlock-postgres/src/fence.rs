@@ -57,6 +57,11 @@ impl FenceTable {
         })
     }
 
+    /// The table's name, as configured.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Advances the counter of `key` on `conn`, whose session holds the lock, and returns the
     /// new token. If the table does not exist it is created (`CREATE TABLE IF NOT EXISTS`) and
     /// the upsert runs once more. Each statement is bounded by `limit`.

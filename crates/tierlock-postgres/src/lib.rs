@@ -132,6 +132,7 @@ mod fence;
 mod held;
 mod key;
 mod provider;
+mod status;
 mod tls;
 
 pub use config::PostgresProviderBuilder;

@@ -41,8 +41,8 @@ use crate::key::{lock_key, request_key, split};
 /// ```
 #[derive(Clone)]
 pub struct PostgresProvider {
-    connections: Arc<Connections>,
-    settings: Arc<Settings>,
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) settings: Arc<Settings>,
     /// Dropped locks still being unlocked in the background.
     releases: Arc<Releases>,
     /// Waits announced by `Provider::request`.

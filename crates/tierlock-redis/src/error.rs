@@ -72,4 +72,22 @@ pub enum RedisError {
         /// The lock name.
         name: String,
     },
+
+    /// The status listing ([`RedisProvider::held_locks`](crate::RedisProvider::held_locks))
+    /// failed: the connection broke or the server refused a command (an ACL without `SCAN`).
+    #[error("listing the locks held on Redis failed ({operation})")]
+    Status {
+        /// What was being done (`"SCAN"`, `"TIME"`, `"PTTL"`).
+        operation: &'static str,
+        /// The driver's or the server's error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The status listing got no answer within the command timeout.
+    #[error("listing the locks held on Redis got no answer within {after:?}")]
+    StatusTimeout {
+        /// The limit that was exceeded.
+        after: Duration,
+    },
 }

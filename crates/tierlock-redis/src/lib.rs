@@ -92,6 +92,7 @@ mod keys;
 mod marks;
 mod provider;
 mod scripts;
+mod status;
 mod wakeups;
 
 pub use builder::RedisProviderBuilder;

@@ -30,7 +30,7 @@ const FENCE_IDLE_MS: &str = "86400000";
 /// Cloning is cheap and shares everything (the connection, the waiters, the marks).
 #[derive(Clone)]
 pub struct RedisProvider {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What a provider, its held locks, waiters and background tasks share.

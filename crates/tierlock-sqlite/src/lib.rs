@@ -89,6 +89,7 @@ mod error;
 mod lock;
 mod provider;
 mod schema;
+pub mod status;
 mod worker;
 
 pub use builder::SqliteProviderBuilder;

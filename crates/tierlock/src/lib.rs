@@ -112,13 +112,15 @@
 mod connect;
 mod duration;
 
-pub use connect::{ConnectError, ConnectOptions, FileMode, ProviderKind, connect};
+pub use connect::{
+    ConnectError, ConnectOptions, FileMode, ProviderKind, StatusError, connect, status,
+};
 pub use duration::{DurationError, parse_duration};
 
 pub use tierlock_core::{
-    BoxError, ExternalLock, InvalidNameReason, Latch, LockError, LockGuard, LockManager, LockName,
-    LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats, WaitStrategy,
-    provider, scope,
+    BoxError, ExternalLock, HeldLock, InvalidNameReason, Latch, LockError, LockGuard, LockManager,
+    LockName, LostSignal, MAX_NAME_LEN, MemoryProvider, Owner, Provider, RequestMark, Stats,
+    WaitStrategy, provider, scope,
 };
 
 /// Runs an `async fn` under a named lock (cargo feature `macros`, on by default).
@@ -186,3 +188,8 @@ pub use tierlock_redis::{
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The example of `docs/status.md` is compiled and run as a doctest.
+#[cfg(all(doctest, feature = "file"))]
+#[doc = include_str!("../../../docs/status.md")]
+struct StatusDoctests;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::Inner;
 use super::locks::{Held, Outcome};
-use super::wire::{Reply, Val, Value, ints};
+use super::wire::{Cell, Col, Reply, Val, Value, ints};
 
 /// The answer to one statement; `None` if the server went down with it.
 pub async fn execute(inner: &Inner, spid: i32, sql: &str, params: &[Value]) -> Option<Reply> {
@@ -72,6 +72,9 @@ pub async fn execute(inner: &Inner, spid: i32, sql: &str, params: &[Value]) -> O
             exclusive: true,
         };
         ints(&[i32::from(inner.table.lock().grantable(&want))])
+    } else if sql.contains("sys.dm_tran_locks") {
+        assert!(sql.contains("resource_type = N'APPLICATION'"), "{sql}");
+        applocks(inner)
     } else if sql.trim() == "SELECT 1;" {
         ints(&[1])
     } else {
@@ -208,4 +211,42 @@ fn create(inner: &Inner, sql: &str) -> Reply {
         );
     }
     Reply::Done
+}
+
+/// `sys.dm_tran_locks` for the APPLICATION resources: a row per granted lock and per waiting
+/// request, described as SQL Server does, `0:[<first 32 characters>]:(<hash>)`.
+fn applocks(inner: &Inner) -> Reply {
+    let describe = |resource: &str| {
+        // FNV-1a: a stand-in for SQL Server's own hash of the whole resource.
+        let hash = resource.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        let shown: String = resource.chars().take(32).collect();
+        format!("0:[{shown}]:({hash:08x})")
+    };
+    let table = inner.table.lock();
+    let mode = |held: &super::locks::Held| if held.exclusive { "X" } else { "S" };
+    let mut rows = Vec::new();
+    for (held, status) in table
+        .locks()
+        .into_iter()
+        .map(|h| (h, "GRANT"))
+        .chain(table.waiting().into_iter().map(|h| (h, "WAIT")))
+    {
+        rows.push(vec![
+            Cell::Str(describe(&held.resource)),
+            Cell::Int(held.spid),
+            Cell::Str(mode(&held).to_owned()),
+            Cell::Str(status.to_owned()),
+        ]);
+    }
+    Reply::Table(
+        vec![
+            ("resource_description", Col::NVarChar),
+            ("request_session_id", Col::Int),
+            ("request_mode", Col::NVarChar),
+            ("request_status", Col::NVarChar),
+        ],
+        rows,
+    )
 }

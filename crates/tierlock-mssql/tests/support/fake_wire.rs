@@ -19,10 +19,28 @@ pub enum Val {
     BigInt(i64),
 }
 
+/// A cell of a [`Reply::Table`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Int(i32),
+    Str(String),
+}
+
+/// The type of a [`Reply::Table`] column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    /// `int` (INTN, 4 bytes).
+    Int,
+    /// `nvarchar(256)`.
+    NVarChar,
+}
+
 /// What a statement answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Row(Vec<Val>),
+    /// Any number of rows of named `int` / `nvarchar` columns.
+    Table(Vec<(&'static str, Col)>, Vec<Vec<Cell>>),
     /// No result set (DDL).
     Done,
     /// A server error: number, class (severity), message.
@@ -83,6 +101,7 @@ fn done_with(status: u16, rows: u64) -> Vec<u8> {
 pub fn encode(reply: &Reply) -> Vec<u8> {
     match reply {
         Reply::Row(row) => result(row),
+        Reply::Table(columns, rows) => table(columns, rows),
         Reply::Done => done(0),
         Reply::Error(number, class, message) => {
             let mut out = error_token(*number, *class, message);
@@ -113,6 +132,53 @@ fn result(row: &[Val]) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&done(1));
+    out
+}
+
+/// COLMETADATA for named `int` (INTN) and `nvarchar(256)` columns, a ROW per row, DONE.
+fn table(columns: &[(&'static str, Col)], rows: &[Vec<Cell>]) -> Vec<u8> {
+    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let mut out = vec![0x81];
+    out.extend_from_slice(
+        &u16::try_from(columns.len())
+            .expect("few columns")
+            .to_le_bytes(),
+    );
+    for (name, col) in columns {
+        out.extend_from_slice(&0u32.to_le_bytes()); // user type
+        out.extend_from_slice(&0x0001u16.to_le_bytes()); // flags: nullable
+        match col {
+            Col::Int => out.extend_from_slice(&[0x26, 4]), // INTN, 4 bytes
+            Col::NVarChar => {
+                out.push(0xE7); // NVARCHAR
+                out.extend_from_slice(&512u16.to_le_bytes()); // max bytes
+                out.extend_from_slice(&[0x09, 0x04, 0xD0, 0x00, 0x34]); // collation
+            }
+        }
+        out.push(u8::try_from(name.encode_utf16().count()).expect("a short name"));
+        out.extend_from_slice(&utf16(name));
+    }
+    for row in rows {
+        out.push(0xD1);
+        for cell in row {
+            match cell {
+                Cell::Int(v) => {
+                    out.push(4);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Cell::Str(text) => {
+                    let bytes = utf16(text);
+                    out.extend_from_slice(
+                        &u16::try_from(bytes.len())
+                            .expect("a short value")
+                            .to_le_bytes(),
+                    );
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&done(rows.len() as u64));
     out
 }
 

@@ -2,6 +2,7 @@
 //! for the table of forms and parameters).
 
 mod open;
+mod status;
 mod url;
 
 use std::fmt;
@@ -12,6 +13,8 @@ use std::time::Duration;
 use tierlock_core::{BoxError, LockManager};
 
 use crate::duration::DurationError;
+
+pub use status::{StatusError, status};
 
 /// Makes a [`LockManager`] on the provider that `url` names, with the options its query
 /// carries: `ConnectOptions::new(url)?.connect().await`. See the

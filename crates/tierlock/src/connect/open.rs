@@ -52,7 +52,7 @@ fn provider_error(
     ),
     allow(dead_code)
 )]
-fn not_built(what: &'static str, feature: &'static str) -> ConnectError {
+pub(super) fn not_built(what: &'static str, feature: &'static str) -> ConnectError {
     ConnectError::FeatureDisabled { what, feature }
 }
 
@@ -114,7 +114,7 @@ mod file {
 }
 
 #[cfg(feature = "postgres")]
-mod postgres {
+pub(super) mod postgres {
     use tierlock_core::LockManager;
     use tierlock_postgres::{PostgresError, PostgresProvider};
 
@@ -126,17 +126,26 @@ mod postgres {
         namespace: String,
         fencing: Option<bool>,
     ) -> Result<LockManager, ConnectError> {
+        Ok(LockManager::new(provider(url, namespace, fencing).await?))
+    }
+
+    /// The provider `open` wraps (also what `status` asks). TLS or not is tierlock-postgres's
+    /// choice, from the `sslmode` of the URL it parses.
+    pub(in crate::connect) async fn provider(
+        url: String,
+        namespace: String,
+        fencing: Option<bool>,
+    ) -> Result<PostgresProvider, ConnectError> {
         let mut builder = PostgresProvider::builder(url).namespace(namespace);
         if let Some(on) = fencing {
             builder = builder.fencing(on);
         }
-        let provider = builder.connect().await.map_err(|err| match err {
+        builder.connect().await.map_err(|err| match err {
             PostgresError::TlsNotBuilt => {
                 not_built("PostgreSQL TLS (sslmode=require)", "postgres-rustls")
             }
             err => provider_error(ProviderKind::Postgres)(Box::new(err)),
-        })?;
-        Ok(LockManager::new(provider))
+        })
     }
 }
 
@@ -156,7 +165,7 @@ mod postgres {
 }
 
 #[cfg(feature = "mssql")]
-mod mssql {
+pub(super) mod mssql {
     use tierlock_core::LockManager;
     use tierlock_mssql::MssqlProvider;
 
@@ -167,7 +176,16 @@ mod mssql {
         namespace: String,
         fencing: Option<bool>,
     ) -> Result<LockManager, ConnectError> {
-        let provider = MssqlProvider::builder(conn)
+        Ok(LockManager::new(provider(conn, namespace, fencing)?))
+    }
+
+    /// The provider `open` wraps (also what `status` asks).
+    pub(in crate::connect) fn provider(
+        conn: &str,
+        namespace: String,
+        fencing: Option<bool>,
+    ) -> Result<MssqlProvider, ConnectError> {
+        MssqlProvider::builder(conn)
             .and_then(|builder| {
                 let builder = builder.namespace(namespace);
                 match fencing {
@@ -176,8 +194,7 @@ mod mssql {
                 }
                 .build()
             })
-            .map_err(|err| provider_error(ProviderKind::SqlServer)(Box::new(err)))?;
-        Ok(LockManager::new(provider))
+            .map_err(|err| provider_error(ProviderKind::SqlServer)(Box::new(err)))
     }
 }
 
@@ -243,7 +260,7 @@ pub(super) fn redis_key_prefix(namespace: &str) -> String {
 }
 
 #[cfg(feature = "redis")]
-mod redis {
+pub(super) mod redis {
     use std::time::Duration;
 
     use tierlock_core::LockManager;
@@ -256,15 +273,23 @@ mod redis {
         namespace: &str,
         ttl: Option<Duration>,
     ) -> Result<LockManager, ConnectError> {
+        Ok(LockManager::new(provider(url, namespace, ttl).await?))
+    }
+
+    /// The provider `open` wraps (also what `status` asks).
+    pub(in crate::connect) async fn provider(
+        url: String,
+        namespace: &str,
+        ttl: Option<Duration>,
+    ) -> Result<RedisProvider, ConnectError> {
         let mut builder = RedisProvider::builder(url).key_prefix(redis_key_prefix(namespace));
         if let Some(ttl) = ttl {
             builder = builder.ttl(ttl);
         }
-        let provider = builder
+        builder
             .connect()
             .await
-            .map_err(|err| provider_error(ProviderKind::Redis)(Box::new(err)))?;
-        Ok(LockManager::new(provider))
+            .map_err(|err| provider_error(ProviderKind::Redis)(Box::new(err)))
     }
 }
 
