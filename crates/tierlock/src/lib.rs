@@ -9,9 +9,9 @@
 //! asks for it.
 //!
 //! This crate is the facade: it re-exports [`tierlock_core`] and, behind cargo features, the
-//! providers:
+//! providers and the optional parts:
 //!
-//! | feature | provider | crate |
+//! | feature | what | crate |
 //! |---|---|---|
 //! | (always) | [`MemoryProvider`]: one process only | `tierlock-core` |
 //! | `file` (default) | `FileProvider`: files in a directory, local or on a network share (`flock` where the mount forwards locks, a lease elsewhere) | `tierlock-file` |
@@ -20,6 +20,8 @@
 //! | `sqlite` | `SqliteProvider`: leases with expiry and fencing tokens in an SQLite file, one host | `tierlock-sqlite` |
 //! | `redis` | `RedisProvider`: keys on one Redis server, renewed by a watchdog, with fencing tokens | `tierlock-redis` |
 //! | `macros` (default) | `locked`: the `#[locked(locks, "order:{id}")]` attribute, an `async fn` under a lock | `tierlock-macros` |
+//! | `tracing` | a `DEBUG` span `tierlock.acquire` per acquisition (name, provider, outcome, time waited) and events at escalations, hand-offs, hand-backs, lost locks and provider errors; with no subscriber it costs one atomic load | `tracing` |
+//! | `metrics` | counters, histograms and gauges through the `metrics` facade (install the recorder before creating managers); see `docs/observability.md` in the repository | `metrics` |
 //!
 //! Every provider is made the same way: `XxxProvider::builder(..)` returns an
 //! `XxxProviderBuilder` (`FileProviderBuilder`, `PostgresProviderBuilder`,
