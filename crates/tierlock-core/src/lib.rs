@@ -2,8 +2,8 @@
 //!
 //! Most users depend on the `tierlock` facade crate, which re-exports this crate and the
 //! providers behind cargo features. Provider authors depend on this crate only: the trait and
-//! the contract in practice ("Writing a provider") are in [`provider`], the idle connection pool
-//! in [`pool`], and the lifecycle of a lock held on a session (monitor task, release between
+//! the contract in practice ("Writing a provider") are in [`provider`], waits announced by
+//! `request` in [`announce`], the idle connection pool in [`pool`], and the lifecycle of a lock held on a session (monitor task, release between
 //! round trips, abandon on drop, lease expiry) in [`held`].
 //!
 //! # When to use it
@@ -89,6 +89,7 @@ mod guard;
 // The user-facing manager.
 mod manager;
 // Helpers for provider crates.
+pub mod announce;
 pub mod held;
 pub mod options;
 pub mod pool;

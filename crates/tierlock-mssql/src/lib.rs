@@ -182,7 +182,6 @@
 #![forbid(unsafe_code)]
 
 mod acquire;
-mod announce;
 mod config;
 mod conn;
 mod error;

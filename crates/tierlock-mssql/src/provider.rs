@@ -11,13 +11,13 @@ use tierlock_core::pool::IdlePool;
 use tierlock_core::provider::{BoxFuture, ExternalLock, Provider, RequestMark, WaitStrategy};
 use tierlock_core::{BoxError, LockName};
 
-use crate::announce::Announced;
 use crate::config::{MssqlProviderBuilder, Options, parse_connection_string};
 use crate::conn::{Conn, StmtError, connect};
 use crate::error::{ConnectError, MssqlError};
 use crate::naming::Naming;
 use crate::server::ServerKind;
 use crate::sql::FenceTable;
+use tierlock_core::announce::Announced;
 
 /// Locks shared through SQL Server application locks (`sp_getapplock`, session-owned).
 ///

@@ -124,7 +124,6 @@
 
 #![forbid(unsafe_code)]
 
-mod announce;
 mod config;
 mod conn;
 mod error;

@@ -11,12 +11,12 @@ use tierlock_core::{BoxError, LockName};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::announce::Announced;
 use crate::config::{PostgresProviderBuilder, Settings};
 use crate::conn::{Conn, Connections};
 use crate::error::PostgresError;
 use crate::held::{EarlyRelease, PgLock, PgSession};
 use crate::key::{lock_key, request_key, split};
+use tierlock_core::announce::Announced;
 
 /// Locks across processes and hosts with PostgreSQL session advisory locks.
 ///
