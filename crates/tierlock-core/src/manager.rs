@@ -19,7 +19,7 @@ use crate::provider::{ExternalLock, Provider, WaitStrategy};
 use crate::runtime::{block_on, dispose_external, jitter};
 use crate::shards::Key;
 use crate::shared::Inner;
-use crate::stats::{Counters, Stats};
+use crate::stats::Stats;
 use crate::table::{Enter, Escalation, Holder, Mode, Queued, Table, Turn};
 
 /// A two-tier, re-entrant lock manager: named locks that exclude tasks in this process and, via
@@ -95,7 +95,6 @@ impl LockManager {
                 tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
                 observer: Observer::new(provider.kind()),
                 provider,
-                counters: Counters::default(),
             }),
         }
     }
@@ -272,8 +271,8 @@ impl LockManager {
     pub fn stats(&self) -> Stats {
         let (held, waiting) = self.inner.table.census();
         self.inner
-            .counters
-            .snapshot(self.inner.table.len(), held, waiting)
+            .observer
+            .stats(self.inner.table.len(), held, waiting)
     }
 
     /// The acquisition itself, as the owner `owner` returns. The async API passes
@@ -425,10 +424,6 @@ impl LockManager {
             Ok(None) => return Err(inner.timeout(key, start.elapsed())),
             Err(source) => {
                 inner.observer.provider_error(key.name(), &source);
-                inner
-                    .counters
-                    .provider_errors
-                    .fetch_add(1, Ordering::Relaxed);
                 return Err(LockError::Provider {
                     provider: inner.provider.kind(),
                     name: key.name().to_string(),
@@ -436,10 +431,6 @@ impl LockManager {
                 });
             }
         };
-        inner
-            .counters
-            .external_acquisitions
-            .fetch_add(1, Ordering::Relaxed);
         inner
             .observer
             .external_acquired(key.name(), asked.elapsed());

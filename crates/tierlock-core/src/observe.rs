@@ -46,11 +46,14 @@
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 use std::time::Instant;
 
+use std::sync::atomic::Ordering;
+
 use crate::error::BoxError;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 use crate::error::LockError;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 use crate::guard::LockGuard;
+use crate::stats::{Counters, Stats};
 use crate::table::{Outcome, Release};
 
 /// How an acquisition ended, as the `outcome` label and span field say it.
@@ -78,11 +81,13 @@ impl Ending {
     }
 }
 
-/// The instruments of one manager.
+/// The instruments of one manager: the counters of [`Stats`] always, tracing and metrics with
+/// their features. Every slow-path event is counted here, once, for all three.
 #[derive(Debug)]
 pub(crate) struct Observer {
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     provider: &'static str,
+    counters: Counters,
     #[cfg(feature = "metrics")]
     metrics: instruments::Instruments,
 }
@@ -91,6 +96,7 @@ impl Observer {
     pub(crate) fn new(provider: &'static str) -> Self {
         Observer {
             provider,
+            counters: Counters::default(),
             #[cfg(feature = "metrics")]
             metrics: instruments::Instruments::new(provider),
         }
@@ -127,6 +133,19 @@ impl Observer {
         }
     }
 
+    /// The snapshot of [`LockManager::stats`](crate::LockManager::stats).
+    pub(crate) fn stats(&self, entries: usize, held: usize, waiting: usize) -> Stats {
+        self.counters.snapshot(entries, held, waiting)
+    }
+
+    /// An acquisition ends in a timeout (`try_lock` on a held name included).
+    #[inline]
+    pub(crate) fn timed_out(&self) {
+        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.metrics.timeouts.increment(1);
+    }
+
     /// A task starts taking the external lock for `name`.
     #[inline]
     pub(crate) fn escalating(&self, name: &str) {
@@ -139,6 +158,9 @@ impl Observer {
     #[inline]
     pub(crate) fn external_acquired(&self, name: &str, took: std::time::Duration) {
         let _ = (name, took);
+        self.counters
+            .external_acquisitions
+            .fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "tierlock",
@@ -156,6 +178,9 @@ impl Observer {
     #[inline]
     pub(crate) fn provider_error(&self, name: &str, error: &BoxError) {
         let _ = (name, error);
+        self.counters
+            .provider_errors
+            .fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "tracing")]
         tracing::warn!(target: "tierlock", error = %error, "the provider failed");
         #[cfg(feature = "metrics")]
@@ -176,15 +201,22 @@ impl Observer {
         let _ = (name, since);
         #[cfg(feature = "metrics")]
         self.metrics.held_guards.decrement(1.0);
+        if release.external.is_some() {
+            self.counters
+                .external_releases
+                .fetch_add(1, Ordering::Relaxed);
+        }
         match release.outcome {
             Outcome::Nested | Outcome::NotHeld => return,
             Outcome::HandedOff => {
+                self.counters.local_handoffs.fetch_add(1, Ordering::Relaxed);
                 #[cfg(feature = "tracing")]
                 tracing::trace!(target: "tierlock", lock = name, provider = self.provider, "handed to the next local waiter");
                 #[cfg(feature = "metrics")]
                 self.metrics.handoffs.increment(1);
             }
             Outcome::HandedBack => {
+                self.counters.handbacks.fetch_add(1, Ordering::Relaxed);
                 #[cfg(feature = "tracing")]
                 tracing::debug!(target: "tierlock", lock = name, provider = self.provider, "handed back to the provider: another process asked for it");
                 #[cfg(feature = "metrics")]
@@ -311,9 +343,6 @@ impl Acquisition<'_> {
         {
             let metrics = &self.observer.metrics;
             metrics.outcome(ending).increment(1);
-            if ending == Ending::Timeout {
-                metrics.timeouts.increment(1);
-            }
             if let Some(waited) = waited {
                 metrics.waiting.decrement(1.0);
                 metrics.wait_seconds.record(waited);

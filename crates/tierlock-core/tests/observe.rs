@@ -214,6 +214,13 @@ mod metrics {
         assert!(matches!(failed, Err(LockError::Provider { .. })));
         let s = read(&mut snapshotter);
         assert_eq!(counter(s, "tierlock_provider_errors_total{}"), 1);
+        // Stats counts the same events in the same place.
+        let stats = locks.stats();
+        assert_eq!(stats.provider_errors, 1);
+        assert_eq!(stats.handbacks, 1);
+        // "a", "b" twice (the waiter took it again after the hand-back), "c".
+        assert_eq!(stats.external_acquisitions, 4);
+        assert_eq!(counter(s, "tierlock_external_acquisitions_total{}"), 4);
         assert_eq!(counter(s, "tierlock_acquisitions_total{outcome=error}"), 1);
         assert_eq!(gauge(s, "tierlock_waiting{}"), 0.0);
         assert_eq!(gauge(s, "tierlock_held_guards{}"), 0.0);
