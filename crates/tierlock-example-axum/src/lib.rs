@@ -7,7 +7,7 @@
 //! `GET /orders/{id}` shows the payment, if any.
 //!
 //! The [`LockManager`] lives in axum's `State`: made once at start-up (by `tierlock::connect`
-//! in `main.rs`), cloned into each request. Instances exclude each other through its provider:
+//! in [`server`]), cloned into each request. Instances exclude each other through its provider:
 //! a lock directory shared by the processes by default, or any database `--url`.
 //!
 //! The ledger is a directory of files, one per paid order (`order-{id}`), one line per payment:
@@ -20,10 +20,12 @@
 //! [`tierlock::scope`] so each is an owner of its own, whatever the protocol.
 //!
 //! Metrics: built with tierlock's `metrics` feature, the manager reports acquisitions by
-//! outcome, waits, hand-offs and the rest through the `metrics` facade; `main.rs` installs
+//! outcome, waits, hand-offs and the rest through the `metrics` facade; [`server`] installs
 //! `metrics-exporter-prometheus`'s recorder before it connects, and `GET /metrics` renders it.
 
 #![forbid(unsafe_code)]
+
+pub mod server;
 
 use std::path::PathBuf;
 use std::time::Duration;
