@@ -12,7 +12,7 @@
 //!
 //! The ledger is a directory of files, one per paid order (`order-{id}`), one line per payment:
 //! it lives outside the processes, so a double payment is visible to anyone who looks, and the
-//! end-to-end test (`tests/two_processes.rs`) looks.
+//! end-to-end test (`tests/tests/axum_two_processes.rs` at the workspace's root) looks.
 //!
 //! One owner per request: tierlock's re-entrancy follows the tokio task, and a server that
 //! serves several requests in one task (HTTP/2 multiplexes a connection's streams in one task)
