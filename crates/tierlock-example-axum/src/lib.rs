@@ -7,12 +7,12 @@
 //! `GET /orders/{id}` shows the payment, if any.
 //!
 //! The [`LockManager`] lives in axum's `State`: made once at start-up (by `tierlock::connect`
-//! in `main.rs`), cloned into each request. Instances exclude each other through its provider:
+//! in [`server`]), cloned into each request. Instances exclude each other through its provider:
 //! a lock directory shared by the processes by default, or any database `--url`.
 //!
 //! The ledger is a directory of files, one per paid order (`order-{id}`), one line per payment:
 //! it lives outside the processes, so a double payment is visible to anyone who looks, and the
-//! end-to-end test (`tests/two_processes.rs`) looks.
+//! end-to-end test (`tests/tests/axum_two_processes.rs` at the workspace's root) looks.
 //!
 //! One owner per request: tierlock's re-entrancy follows the tokio task, and a server that
 //! serves several requests in one task (HTTP/2 multiplexes a connection's streams in one task)
@@ -20,10 +20,12 @@
 //! [`tierlock::scope`] so each is an owner of its own, whatever the protocol.
 //!
 //! Metrics: built with tierlock's `metrics` feature, the manager reports acquisitions by
-//! outcome, waits, hand-offs and the rest through the `metrics` facade; `main.rs` installs
+//! outcome, waits, hand-offs and the rest through the `metrics` facade; [`server`] installs
 //! `metrics-exporter-prometheus`'s recorder before it connects, and `GET /metrics` renders it.
 
 #![forbid(unsafe_code)]
+
+pub mod server;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,27 +3,18 @@
 //! and, when the two-host rig of `scripts/rig` is mounted (`TIERLOCK_RIG`), through its FUSE
 //! mounts (lease mode on hostA, flock mode on fwdA, the share that forwards locks).
 //!
-//! `cargo bench -p tierlock-file --bench modes`. Each reported time is for 1,000 cycles.
+//! `cargo bench -p tierlock-benches --bench file_modes`. Each reported time is for 1,000
+//! cycles.
 
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tierlock_core::LockManager;
-use tierlock_file::{FileLockMode, FileProvider};
+use tierlock::{FileLockMode, FileProvider, LockManager};
+use tierlock_benches::{assert_every_cycle_external, manager_cycles, multi_thread};
 use tierlock_testkit::rig::{Rig, Share};
 
 const CYCLES: usize = 1_000;
-
-async fn cycles(locks: &LockManager) {
-    for _ in 0..CYCLES {
-        let guard = locks
-            .lock("bench:modes", Duration::ZERO)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        guard.release().await.unwrap_or_else(|err| panic!("{err}"));
-    }
-}
 
 fn manager(dir: &Path, mode: FileLockMode) -> LockManager {
     let provider = FileProvider::builder(dir)
@@ -35,11 +26,7 @@ fn manager(dir: &Path, mode: FileLockMode) -> LockManager {
 
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|err| panic!("no runtime: {err}"));
+    let rt = multi_thread(2);
     let mut runs = vec![
         (
             "flock_local_disk",
@@ -63,19 +50,14 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
     for (label, locks) in &runs {
-        group.bench_function(*label, |b| b.to_async(&rt).iter(|| cycles(locks)));
+        group.bench_function(*label, |b| {
+            b.to_async(&rt)
+                .iter(|| manager_cycles(locks, "bench:modes", CYCLES))
+        });
     }
     group.finish();
-    for (label, locks) in &runs {
-        let stats = locks.stats();
-        assert_eq!(
-            stats.external_acquisitions, stats.external_releases,
-            "{label}"
-        );
-        assert!(
-            stats.external_acquisitions >= CYCLES as u64,
-            "{label}: every cycle must take the external lock: {stats:?}"
-        );
+    for (_, locks) in &runs {
+        assert_every_cycle_external(locks, CYCLES);
     }
 }
 

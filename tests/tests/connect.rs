@@ -1,28 +1,18 @@
-//! `tierlock::connect(url)` against the real backends: a lock taken through one manager
-//! excludes another manager made from the same URL, and tierlock's parameters reach the
-//! provider (`namespace=` separates, `fencing=true` makes tokens). PostgreSQL and Redis run
+//! `tierlock::connect(url)` against the real backends, as a user calls it: a lock taken through
+//! one manager excludes another manager made from the same URL, and tierlock's parameters reach
+//! the provider (`namespace=` separates, `fencing=true` makes tokens). PostgreSQL and Redis run
 //! against `TIERLOCK_PG_URL` / `TIERLOCK_REDIS_URL` (skipped without them, unless
 //! `TIERLOCK_REQUIRE_SERVERS` requires them); the file and SQLite cases use a temporary
-//! directory.
+//! directory; `memory:` locks within one manager's provider only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![allow(dead_code, unused_imports)] // each case needs its provider's feature
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::time::Duration;
+
+use common::{unique, with_param};
 use tierlock::{ConnectOptions, LockManager, connect};
-
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("connect-{tag}-{}-{nanos}", std::process::id())
-}
-
-fn with_param(url: &str, param: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{param}")
-}
 
 /// `a` holds `name`: `b` cannot take it, `other` (another namespace) can; after the release
 /// `b` can.
@@ -41,7 +31,27 @@ async fn excludes(a: &LockManager, b: &LockManager, other: Option<&LockManager>)
     again.release().await.unwrap();
 }
 
-#[cfg(feature = "file")]
+#[tokio::test]
+async fn memory_excludes_within_one_manager_only() {
+    let a = connect("memory:").await.unwrap();
+    let b = connect("memory:").await.unwrap();
+    let guard = a.lock("job", Duration::from_secs(10)).await.unwrap();
+    // Another task of the same manager waits for it; another `memory:` manager does not.
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.lock("job", Duration::from_millis(50)).await.is_err() })
+    };
+    assert!(
+        waiter.await.unwrap(),
+        "a second task got a held memory: lock"
+    );
+    let theirs = b.try_lock("job").await.unwrap();
+    assert!(theirs.is_some(), "two memory: managers share their locks");
+    drop(theirs);
+    guard.release().await.unwrap();
+    assert!(a.try_lock("job").await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn file_url_and_bare_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +63,6 @@ async fn file_url_and_bare_path() {
     excludes(&a, &b, None).await;
 }
 
-#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_url_with_ttl() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +75,6 @@ async fn sqlite_url_with_ttl() {
     assert_eq!(sqlite.ttl(), Duration::from_secs(5));
 }
 
-#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_namespace_and_fencing_from_the_url() {
     let Some(url) = tierlock_testkit::server_url("TIERLOCK_PG_URL") else {
@@ -99,7 +107,6 @@ async fn postgres_namespace_and_fencing_from_the_url() {
     excludes(&a, &c, None).await;
 }
 
-#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_namespace_and_ttl_from_the_url() {
     let Some(url) = tierlock_testkit::server_url("TIERLOCK_REDIS_URL") else {

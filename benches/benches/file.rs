@@ -2,41 +2,26 @@
 //! each taking and releasing the lock file's OS lock, against a raw
 //! `open + flock + unlock + close` loop on one file measured in the same run.
 //!
-//! Run with `cargo bench -p tierlock-file`. Each reported time is for 1,000 cycles.
+//! Run with `cargo bench -p tierlock-benches --bench file`. Each reported time is for 1,000
+//! cycles. The summary (`--bench summary`) has the paired raw-vs-manager row of this bench.
 
-use std::fs::OpenOptions;
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tierlock_core::{LockManager, LockName, Provider};
-use tierlock_file::FileProvider;
+use tierlock::{FileProvider, LockManager, LockName};
+use tierlock_benches::{
+    assert_every_cycle_external, current_thread, manager_drop_cycles, provider_cycles,
+    raw_flock_cycles,
+};
 
 const CYCLES: usize = 1_000;
 
 fn raw_cycles(path: &std::path::Path) {
-    for _ in 0..CYCLES {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .unwrap_or_else(|err| panic!("open: {err}"));
-        fs2::FileExt::try_lock_exclusive(&file).unwrap_or_else(|err| panic!("lock: {err}"));
-        fs2::FileExt::unlock(&file).unwrap_or_else(|err| panic!("unlock: {err}"));
-        drop(black_box(file));
-    }
+    raw_flock_cycles(path, CYCLES);
 }
 
 async fn manager_cycles(locks: &LockManager) {
-    for _ in 0..CYCLES {
-        let guard = locks
-            .lock("bench:manager", Duration::ZERO)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        guard.release().await.unwrap_or_else(|err| panic!("{err}"));
-    }
+    tierlock_benches::manager_cycles(locks, "bench:manager", CYCLES).await;
 }
 
 /// On a shared, noisy machine the criterion figures above are measured minutes apart; this
@@ -79,19 +64,9 @@ fn paired(
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => panic!("no runtime: {err}"),
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
-    let rt = runtime();
+    let rt = current_thread();
     let mut group = c.benchmark_group("file_1000_cycles");
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(5));
@@ -107,16 +82,8 @@ fn bench(c: &mut Criterion) {
         FileProvider::new(tmp.path().join("provider")).unwrap_or_else(|err| panic!("{err}"));
     let name = LockName::new("bench:provider").unwrap_or_else(|err| panic!("{err}"));
     group.bench_function("provider_acquire_release", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..CYCLES {
-                let lock = provider
-                    .acquire(&name, Some(Instant::now()))
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"))
-                    .unwrap_or_else(|| panic!("held elsewhere"));
-                lock.release().await.unwrap_or_else(|err| panic!("{err}"));
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| provider_cycles(&provider, &name, CYCLES))
     });
 
     // Through a LockManager: the name goes idle between cycles, so each one takes and releases
@@ -128,15 +95,8 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| manager_cycles(&locks))
     });
     group.bench_function("manager_lock_drop_zero_timeout", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..CYCLES {
-                let guard = locks
-                    .lock("bench:manager", Duration::ZERO)
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"));
-                drop(black_box(guard));
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| manager_drop_cycles(&locks, "bench:manager", CYCLES))
     });
     // Without fencing tokens: no read and write of the counter in the lock file.
     let unfenced = LockManager::new(
@@ -155,12 +115,7 @@ fn bench(c: &mut Criterion) {
         paired(&rt, &raw_path, &locks, &unfenced);
     }
 
-    let stats = locks.stats();
-    assert_eq!(stats.external_acquisitions, stats.external_releases);
-    assert!(
-        stats.external_acquisitions >= CYCLES as u64,
-        "every cycle must take the external lock: {stats:?}"
-    );
+    assert_every_cycle_external(&locks, CYCLES);
 }
 
 criterion_group!(benches, bench);

@@ -36,7 +36,7 @@ impl Drop for Service {
 
 /// Starts an instance on a free port (it binds port 0 and prints the address it got).
 fn start(locks: &[&str], ledger: &Path) -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axum-orders"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-axum-orders"))
         .args(locks)
         .arg("--ledger")
         .arg(ledger)

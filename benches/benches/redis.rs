@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! eval "$(scripts/redis-start)"
-//! cargo bench -p tierlock-redis --bench redis
+//! cargo bench -p tierlock-benches --bench redis
 //! ```
 //!
 //! * `redis_1000_cycles/manager`: 1,000 sequential zero-timeout `lock` + `release` through a
@@ -16,11 +16,13 @@
 //! The two-process contention case is `TIERLOCK_BENCH_PROVIDER=redis cargo bench -p
 //! tierlock-worker --bench contention`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tierlock_core::{LockManager, LockName, Provider};
-use tierlock_redis::RedisProvider;
+use tierlock::{LockManager, LockName, RedisProvider};
+use tierlock_benches::{
+    assert_every_cycle_external, manager_cycles, multi_thread, provider_cycles,
+};
 
 const CYCLES: usize = 1_000;
 
@@ -33,11 +35,7 @@ fn bench(c: &mut Criterion) {
         eprintln!("(run `eval \"$(scripts/redis-start)\"` first)");
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|err| panic!("no runtime: {err}"));
+    let rt = multi_thread(2);
     let connect = |label: &str| {
         rt.block_on(
             RedisProvider::builder(url.as_str())
@@ -62,27 +60,12 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("manager", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..CYCLES {
-                let guard = locks
-                    .lock("bench:cycles", Duration::ZERO)
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"));
-                guard.release().await.unwrap_or_else(|err| panic!("{err}"));
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| manager_cycles(&locks, "bench:cycles", CYCLES))
     });
     group.bench_function("provider", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..CYCLES {
-                let lock = provider
-                    .acquire(&name, Some(Instant::now()))
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"))
-                    .unwrap_or_else(|| panic!("held elsewhere"));
-                lock.release().await.unwrap_or_else(|err| panic!("{err}"));
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| provider_cycles(&provider, &name, CYCLES))
     });
     group.bench_function("raw_set_del", |b| {
         b.to_async(&rt).iter(|| {
@@ -110,12 +93,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-    let stats = locks.stats();
-    assert_eq!(stats.external_acquisitions, stats.external_releases);
-    assert!(
-        stats.external_acquisitions >= CYCLES as u64,
-        "every cycle must take the external lock: {stats:?}"
-    );
+    assert_every_cycle_external(&locks, CYCLES);
 }
 
 criterion_group!(benches, bench);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! eval "$(scripts/pg-start)"
-//! cargo bench -p tierlock-postgres --bench postgres
+//! cargo bench -p tierlock-benches --bench postgres
 //! ```
 //!
 //! * `cycles_1000/manager`: 1,000 sequential `lock` + `release` through a `LockManager`, the name
@@ -21,8 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use tierlock_core::{LockManager, LockName, Provider};
-use tierlock_postgres::PostgresProvider;
+use tierlock::{LockManager, LockName, PostgresProvider, Provider};
 use tokio::runtime::Runtime;
 
 const CYCLES: usize = 1000;
@@ -105,7 +104,7 @@ fn cycles(c: &mut Criterion, runtime: &Runtime, url: &str) {
         tokio::spawn(connection);
         client
     });
-    let key = tierlock_postgres::lock_key(&namespace("raw"), "bench");
+    let key = tierlock::postgres_lock_key(&namespace("raw"), "bench");
     group.bench_function("raw_tokio_postgres", |b| {
         b.iter(|| {
             runtime.block_on(async {

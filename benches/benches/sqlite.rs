@@ -3,16 +3,18 @@
 //! transactions and a read), against the same two transactions run inline on one connection
 //! (no database thread, no manager) measured in the same run.
 //!
-//! `cargo bench -p tierlock-sqlite`. Each reported time is for 1,000 cycles; the target is
-//! ≤ 100 ms (`manager_lock_release_zero_timeout`).
+//! `cargo bench -p tierlock-benches --bench sqlite`. Each reported time is for 1,000 cycles;
+//! the target is ≤ 100 ms (`manager_lock_release_zero_timeout`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rusqlite::{Connection, params};
-use tierlock_core::{LockManager, LockName, Provider};
-use tierlock_sqlite::SqliteProvider;
+use tierlock::{LockManager, LockName, SqliteProvider};
+use tierlock_benches::{
+    assert_every_cycle_external, manager_drop_cycles, multi_thread, provider_cycles,
+};
 
 const CYCLES: usize = 1_000;
 
@@ -39,13 +41,7 @@ fn raw_cycles(conn: &Connection) {
 }
 
 async fn manager_cycles(locks: &LockManager) {
-    for _ in 0..CYCLES {
-        let guard = locks
-            .lock("bench:manager", Duration::ZERO)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        guard.release().await.unwrap_or_else(|err| panic!("{err}"));
-    }
+    tierlock_benches::manager_cycles(locks, "bench:manager", CYCLES).await;
 }
 
 /// On a shared, noisy machine the criterion figures above are measured seconds apart; this
@@ -76,11 +72,7 @@ fn paired(rt: &tokio::runtime::Runtime, raw: &Connection, locks: &LockManager) {
 
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|err| panic!("no runtime: {err}"));
+    let rt = multi_thread(2);
     let mut group = c.benchmark_group("sqlite_1000_cycles");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
@@ -100,16 +92,8 @@ fn bench(c: &mut Criterion) {
         SqliteProvider::new(tmp.path().join("provider.db")).unwrap_or_else(|err| panic!("{err}"));
     let name = LockName::new("bench:provider").unwrap_or_else(|err| panic!("{err}"));
     group.bench_function("provider_acquire_release", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..CYCLES {
-                let lock = provider
-                    .acquire(&name, Some(Instant::now()))
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"))
-                    .unwrap_or_else(|| panic!("held elsewhere"));
-                lock.release().await.unwrap_or_else(|err| panic!("{err}"));
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| provider_cycles(&provider, &name, CYCLES))
     });
 
     // Through a LockManager: the name goes idle between cycles, so each one takes and releases
@@ -121,15 +105,8 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| manager_cycles(&locks))
     });
     group.bench_function("manager_lock_drop_zero_timeout", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..CYCLES {
-                let guard = locks
-                    .lock("bench:manager", Duration::ZERO)
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"));
-                drop(black_box(guard));
-            }
-        })
+        b.to_async(&rt)
+            .iter(|| manager_drop_cycles(&locks, "bench:manager", CYCLES))
     });
     group.finish();
 
@@ -138,12 +115,7 @@ fn bench(c: &mut Criterion) {
         paired(&rt, &raw, &locks);
     }
 
-    let stats = locks.stats();
-    assert_eq!(stats.external_acquisitions, stats.external_releases);
-    assert!(
-        stats.external_acquisitions >= CYCLES as u64,
-        "every cycle must take the lease: {stats:?}"
-    );
+    assert_every_cycle_external(&locks, CYCLES);
 }
 
 criterion_group!(benches, bench);
