@@ -10,7 +10,7 @@ use crate::provider::LostSignal;
 use crate::runtime::dispose_external;
 use crate::shards::Key;
 use crate::shared::Inner;
-use crate::table::Holder;
+use crate::table::{Claim, Holder};
 
 /// A held lock. The lock is released when the owner's **last** guard for the name is gone,
 /// whatever order its guards are dropped in.
@@ -27,6 +27,9 @@ pub struct LockGuard {
     inner: Arc<Inner>,
     key: Key,
     holder: Holder,
+    /// Where the guard is counted if it re-entered from the thread's record: the count itself,
+    /// without the shard lock (otherwise in the entry found by `key`, under it).
+    claim: Option<Claim>,
     /// When the guard was handed out (read only with the `metrics` feature).
     since: Since,
     /// False once [`release`](LockGuard::release) let go, so that `Drop` does not again.
@@ -34,13 +37,15 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// A guard for one of `holder`'s counts on `key` (the table already counted it).
-    pub(crate) fn new(inner: Arc<Inner>, key: Key, holder: Holder) -> Self {
+    /// A guard for one of `holder`'s counts on `key` (the table already counted it, with
+    /// `claim` if it did so without the shard lock).
+    pub(crate) fn new(inner: Arc<Inner>, key: Key, holder: Holder, claim: Option<Claim>) -> Self {
         inner.observer.guard_created();
         LockGuard {
             inner,
             key,
             holder,
+            claim,
             since: Since::now(),
             held: true,
         }
@@ -91,9 +96,12 @@ impl LockGuard {
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
         self.held = false;
-        let release = self.inner.release(&self.key, &self.holder, self.since);
+        let release = self
+            .inner
+            .release(&self.key, &self.holder, self.claim.as_ref(), self.since);
+        let name = self.key.name();
         let lost = || LockError::Lost {
-            name: self.name().to_string(),
+            name: name.to_string(),
         };
         let Some(external) = release.external else {
             return if release.lost { Err(lost()) } else { Ok(()) };
@@ -104,13 +112,13 @@ impl LockGuard {
         if release.lost || signal.is_some_and(|s| s.is_lost()) {
             if !release.lost {
                 // Found by the provider only now, after the boundary counted the release.
-                self.inner.observer.lost(self.name());
+                self.inner.observer.lost(name);
             }
             return Err(lost());
         }
         result.map_err(|source| LockError::Provider {
             provider: self.inner.provider.kind(),
-            name: self.name().to_string(),
+            name: name.to_string(),
             source,
         })
     }
@@ -170,7 +178,7 @@ impl Drop for LockGuard {
         if self.held {
             if let Some(external) = self
                 .inner
-                .release(&self.key, &self.holder, self.since)
+                .release(&self.key, &self.holder, self.claim.as_ref(), self.since)
                 .external
             {
                 dispose_external(external);

@@ -62,7 +62,7 @@
 //! # }
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 // The modules by layer, lowest first: a module uses only modules of the layers above it.
 // The vocabulary: errors, names, what a provider is.

@@ -20,7 +20,7 @@ use crate::runtime::{block_on, dispose_external, jitter};
 use crate::shards::Key;
 use crate::shared::Inner;
 use crate::stats::Stats;
-use crate::table::{Enter, Escalation, Holder, Mode, Queued, Table, Turn};
+use crate::table::{Claim, Enter, Escalation, Holder, Mode, Queued, Table, Turn};
 
 /// A two-tier, re-entrant lock manager: named locks that exclude tasks in this process and, via
 /// its [`Provider`], other processes and hosts.
@@ -295,10 +295,16 @@ impl LockManager {
         if self.inner.observer.watching() {
             return self.acquire_watched(name, owner, timeout).await;
         }
-        validate(name)?;
         let inner = &self.inner;
         let holder = inner.holder(owner());
-        match inner.table.enter(name, holder, !timeout.is_zero()) {
+        if let Some(claim) = inner.table.reenter(name, holder) {
+            return Ok(self.reentered(claim, holder));
+        }
+        validate(name)?;
+        match inner
+            .table
+            .enter_as(name, holder.tag, holder.owner, !timeout.is_zero())
+        {
             Enter::Acquired(key) | Enter::Reentered(key) => Ok(self.guard(key, holder)),
             Enter::Busy(key) => Err(inner.timeout(&key, Duration::ZERO)),
             Enter::Escalate(escalation) => {
@@ -346,11 +352,15 @@ impl LockManager {
         timeout: Duration,
         watch: &mut Acquisition<'_>,
     ) -> Entered<'_> {
+        let inner = &self.inner;
+        let holder = inner.holder(owner());
+        if let Some(claim) = inner.table.reenter(name, holder) {
+            watch.reentered();
+            return Entered::Done(Ok(self.reentered(claim, holder)));
+        }
         if let Err(invalid) = validate(name) {
             return Entered::Done(Err(invalid));
         }
-        let inner = &self.inner;
-        let holder = inner.holder(owner());
         match inner.table.enter(name, holder, !timeout.is_zero()) {
             Enter::Acquired(key) => Entered::Done(Ok(self.guard(key, holder))),
             Enter::Reentered(key) => {
@@ -486,7 +496,17 @@ impl LockManager {
     }
 
     fn guard(&self, key: Key, holder: Holder) -> LockGuard {
-        LockGuard::new(Arc::clone(&self.inner), key, holder)
+        LockGuard::new(Arc::clone(&self.inner), key, holder, None)
+    }
+
+    /// The guard of a re-entry counted without the shard lock. Not inlined: built in the
+    /// caller, its key and the key of [`guard`](Self::guard) were merged into one stack slot
+    /// written in pieces and read back whole, a store-forwarding stall on every acquisition
+    /// (measured: uncontended 0.97 → 1.04 × the naive keyed lock).
+    #[inline(never)]
+    fn reentered(&self, claim: Claim, holder: Holder) -> LockGuard {
+        let key = claim.key().clone();
+        LockGuard::new(Arc::clone(&self.inner), key, holder, Some(claim))
     }
 }
 

@@ -99,7 +99,7 @@ impl Provider for MemoryProvider {
                 },
                 Enter::Busy(_) => None,
                 // A fresh owner never re-enters and this table never escalates.
-                Enter::Reentered(_) | Enter::Escalate(_) => {
+                Enter::Reentered(..) | Enter::Escalate(_) => {
                     debug_assert!(
                         false,
                         "a fresh owner re-entered, or the memory table escalated"
@@ -128,7 +128,7 @@ struct MemoryLock {
 impl Drop for MemoryLock {
     fn drop(&mut self) {
         // The memory table never escalates, so a release hands back no external lock.
-        let _ = self.table.release(&self.key, &self.holder);
+        let _ = self.table.release_key(&self.key, &self.holder);
     }
 }
 

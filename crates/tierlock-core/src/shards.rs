@@ -79,6 +79,10 @@ impl Key {
     pub(crate) fn name(&self) -> &SmolStr {
         &self.name
     }
+
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// One shard, on its own cache lines so that shards do not share them.
@@ -93,12 +97,28 @@ pub(crate) struct Map<V> {
     shift: u32,
 }
 
+/// The name of an entry [`Map::upsert`] found, from which its [`Key`] can be made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Named<'a> {
+    hash: u64,
+    name: &'a SmolStr,
+}
+
+impl Named<'_> {
+    pub(crate) fn key(&self) -> Key {
+        Key {
+            hash: self.hash,
+            name: self.name.clone(),
+        }
+    }
+}
+
 /// What [`Map::upsert`] found.
 pub(crate) enum Slot<'a, V> {
     /// No entry: the closure may return one to insert.
     Vacant,
-    /// The entry, to update in place.
-    Occupied(&'a mut V),
+    /// The entry, to update in place, and its name.
+    Occupied(&'a mut V, Named<'a>),
 }
 
 impl<V: Live> Map<V> {
@@ -139,11 +159,11 @@ impl<V: Live> Map<V> {
             .entry(hash, |s| s.0 == hash && s.1 == name, |s| s.0)
         {
             TableEntry::Occupied(mut occupied) => {
-                let slot = occupied.get_mut();
-                let was = slot.2.is_live();
-                let (_, result) = f(Slot::Occupied(&mut slot.2));
-                let is = slot.2.is_live();
-                let name = slot.1.clone();
+                let (_, name, value) = occupied.get_mut();
+                let was = value.is_live();
+                let (_, result) = f(Slot::Occupied(value, Named { hash, name }));
+                let is = value.is_live();
+                let name = name.clone();
                 slots.settle(was, is);
                 (Key { hash, name }, result)
             }
@@ -165,6 +185,24 @@ impl<V: Live> Map<V> {
         let slot = slots
             .table
             .find_mut(key.hash, |s| s.0 == key.hash && s.1 == key.name)?;
+        let was = slot.2.is_live();
+        let result = f(&mut slot.2);
+        let is = slot.2.is_live();
+        slots.settle(was, is);
+        Some(result)
+    }
+
+    /// Runs `f` under its shard's lock on the entry with hash `hash` for which `is` holds, if
+    /// there is one: a lookup by identity rather than by name.
+    pub(crate) fn find<R>(
+        &self,
+        hash: u64,
+        is: impl Fn(&V) -> bool,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        let mut slots = self.shard(hash);
+        let slots = &mut *slots;
+        let slot = slots.table.find_mut(hash, |s| s.0 == hash && is(&s.2))?;
         let was = slot.2.is_live();
         let result = f(&mut slot.2);
         let is = slot.2.is_live();
@@ -224,7 +262,8 @@ mod tests {
         });
         assert_eq!(key.name(), "a");
         map.upsert("a", |slot| match slot {
-            Slot::Occupied(v) => {
+            Slot::Occupied(v, named) => {
+                assert_eq!(named.key().name(), "a");
                 *v += 1;
                 (None, ())
             }
@@ -239,7 +278,7 @@ mod tests {
         map.with(&key, |v| *v = 0);
         assert_eq!((map.len(), map.stored()), (0, 1));
         map.upsert("a", |slot| match slot {
-            Slot::Occupied(v) => {
+            Slot::Occupied(v, _) => {
                 *v = 5;
                 (None, ())
             }

@@ -9,7 +9,7 @@ use crate::observe::{Observer, Since};
 use crate::owner::Owner;
 use crate::provider::Provider;
 use crate::shards::Key;
-use crate::table::{Holder, Release, Table};
+use crate::table::{Claim, Holder, Release, Table};
 
 pub(crate) struct Inner {
     pub(crate) table: Arc<Table>,
@@ -38,10 +38,17 @@ impl Inner {
         }
     }
 
-    /// Releases one guard, handed out at `since`; returns the external lock if this boundary
-    /// gave it up.
-    pub(crate) fn release(&self, key: &Key, holder: &Holder, since: Since) -> Release {
-        let release = self.table.release(key, holder);
+    /// Releases one guard of `holder` on `key` (with its claim, if it was counted without the
+    /// shard lock), handed out at `since`; returns the external lock if this boundary gave it
+    /// up.
+    pub(crate) fn release(
+        &self,
+        key: &Key,
+        holder: &Holder,
+        claim: Option<&Claim>,
+        since: Since,
+    ) -> Release {
+        let release = self.table.release(key, holder, claim);
         self.observer.released(key.name(), &release, since);
         release
     }

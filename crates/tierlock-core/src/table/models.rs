@@ -28,7 +28,7 @@ use std::task::{Context, Poll, Waker};
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::thread;
 
-use super::{Enter, Escalation, Hold, Holder, Mode, Outcome, Release, Table, Turn};
+use super::{Claim, Enter, Escalation, Hold, Holder, Mode, Outcome, Release, Table, Turn};
 use crate::owner::Owner;
 use crate::provider::{BoxFuture, ExternalLock, LostSignal};
 use crate::shards::Key;
@@ -168,35 +168,47 @@ impl Party {
 
     /// Takes the name as the manager's `lock` does with no deadline; enters the section if
     /// this is the holder's first guard.
-    fn lock(&self) -> Key {
-        let key = match self.table.enter(NAME, self.holder, true) {
-            Enter::Acquired(key) | Enter::Reentered(key) => key,
+    fn lock(&self) -> Guard {
+        let guard = self.take();
+        if self.count(&guard) == 1 {
+            self.section.enter();
+        }
+        guard
+    }
+
+    /// Takes the name, without looking at the section.
+    fn take(&self) -> Guard {
+        if let Some(claim) = self.table.reenter(NAME, self.holder) {
+            return Guard {
+                key: claim.key().clone(),
+                claim: Some(claim),
+            };
+        }
+        match self.table.enter(NAME, self.holder, true) {
+            Enter::Acquired(key) => Guard::slow(key),
+            Enter::Reentered(key) => Guard::slow(key),
             Enter::Escalate(escalation) => self.escalate(escalation),
             Enter::Busy(_) => panic!("busy although the caller may wait"),
             Enter::Queued(queued) => match loom::future::block_on(queued.wait(None)) {
-                Turn::Granted(key) => key,
+                Turn::Granted(key) => Guard::slow(key),
                 Turn::Escalate(escalation) => self.escalate(escalation),
                 Turn::TimedOut(_) => panic!("timed out without a deadline"),
             },
-        };
-        if self.count(&key) == 1 {
-            self.section.enter();
         }
-        key
     }
 
-    fn escalate(&self, escalation: Escalation<'_>) -> Key {
+    fn escalate(&self, escalation: Escalation<'_>) -> Guard {
         let external = Remote::acquire(&self.remote, self.lost.clone());
         match escalation.install(external) {
-            Ok(key) => key,
+            Ok(key) => Guard::slow(key),
             Err(_) => panic!("install failed"),
         }
     }
 
     /// The holder's count, asserting that this party holds the name.
-    fn count(&self, key: &Key) -> u32 {
-        match self.table.inspect(key) {
-            Some((holder, Hold::Held(count), _)) if holder == self.holder => count.get(),
+    fn count(&self, guard: &Guard) -> u32 {
+        match self.table.inspect(&guard.key) {
+            Some((holder, Hold::Held, count, _)) if holder == self.holder => count,
             other => panic!("the party does not hold the name: {other:?}"),
         }
     }
@@ -207,7 +219,7 @@ impl Party {
         match turn {
             Turn::Granted(key) => {
                 self.section.enter();
-                self.unlock(&key, true);
+                self.unlock(&Guard::slow(key), true);
             }
             Turn::Escalate(escalation) => drop(escalation),
             Turn::TimedOut(_) => {}
@@ -216,14 +228,34 @@ impl Party {
 
     /// Releases one guard; the caller says whether it is the holder's last (then it leaves
     /// the section first). Drops an external lock the release gave up, as the guard does.
-    fn unlock(&self, key: &Key, last: bool) -> Release {
+    fn unlock(&self, guard: &Guard, last: bool) -> Release {
         if last {
             self.section.leave();
         }
-        let mut release = self.table.release(key, &self.holder);
+        let mut release = self
+            .table
+            .release(&guard.key, &self.holder, guard.claim.as_ref());
         assert_ne!(release.outcome, Outcome::NotHeld);
         drop(release.external.take());
         release
+    }
+}
+
+/// A guard of the model: its key, and its claim on the count if it was counted without the
+/// shard lock (a re-entry from the thread's record).
+#[derive(Debug)]
+struct Guard {
+    key: Key,
+    claim: Option<Claim>,
+}
+
+impl Guard {
+    fn slow(key: Key) -> Self {
+        Guard { key, claim: None }
+    }
+
+    fn is_fast(&self) -> bool {
+        self.claim.is_some()
     }
 }
 
@@ -246,7 +278,16 @@ fn reentry_and_out_of_order_drops(table: Arc<Table>) {
     let section = Arc::new(Section::default());
     let a = Party::new(&table, &remote, &section);
     let first = a.lock();
-    let second = a.lock();
+    // The first re-entry goes through the map and makes the hold this thread's record; the
+    // second is counted without the shard lock, and its release will be too.
+    let through_map = a.take();
+    assert!(!through_map.is_fast());
+    let second = a.take();
+    assert!(
+        second.is_fast(),
+        "the re-entry was not counted from the record"
+    );
+    a.unlock(&through_map, false);
     assert_eq!(a.count(&second), 2);
     let guards = Arc::new(AtomicUsize::new(2));
 
@@ -439,10 +480,10 @@ fn loom_reentry_queued_during_escalation() {
             let a = a.clone();
             move || match a.table.enter(NAME, a.holder, true) {
                 Enter::Queued(queued) => match loom::future::block_on(queued.wait(None)) {
-                    Turn::Granted(key) => key,
+                    Turn::Granted(key) => Guard::slow(key),
                     _ => panic!("a queued re-entry was not granted"),
                 },
-                Enter::Reentered(key) => key,
+                Enter::Reentered(key) => Guard::slow(key),
                 _ => panic!("unexpected"),
             }
         });
@@ -509,4 +550,120 @@ fn loom_deadline_passes_as_an_escalation_is_abandoned() {
 #[test]
 fn loom_deadline_passes_as_the_lock_is_released() {
     check(|| deadline_passes_as_the_turn_comes(false));
+}
+
+/// Who is inside a name's critical section, guard by guard: each guard enters after it is
+/// handed out and leaves before it is released, so two owners inside at once means the table
+/// let two owners hold the name.
+#[derive(Debug, Default)]
+struct Inside(loom::sync::Mutex<(u64, usize)>);
+
+impl Inside {
+    fn enter(&self, owner: u64) {
+        let mut inside = self.0.lock().unwrap();
+        assert!(
+            inside.1 == 0 || inside.0 == owner,
+            "owners {} and {owner} hold the name",
+            inside.0
+        );
+        *inside = (owner, inside.1 + 1);
+    }
+
+    fn leave(&self) {
+        self.0.lock().unwrap().1 -= 1;
+    }
+}
+
+/// A re-entry counted without the shard lock, its guard then dropped on another thread as the
+/// holder's last, while the holder takes the name again (from its record, by reviving the
+/// turn, or anew) and another owner waits: one holder at a time, and nothing left.
+fn last_fast_guard_goes_elsewhere(table: Arc<Table>) {
+    let remote = Arc::new(Remote::default());
+    let section = Arc::new(Section::default());
+    let inside = Arc::new(Inside::default());
+    let a = Party::new(&table, &remote, &section);
+    let first = a.take();
+    // The first re-entry, through the map, makes the hold this thread's record.
+    let through_map = a.take();
+    let fast = a.take();
+    a.unlock(&through_map, false);
+    assert!(
+        fast.is_fast(),
+        "the re-entry was not counted from the record"
+    );
+    a.unlock(&first, false);
+    inside.enter(1);
+
+    let b = Party::new(&table, &remote, &section);
+    let other = thread::spawn({
+        let inside = Arc::clone(&inside);
+        move || {
+            let guard = b.take();
+            inside.enter(2);
+            inside.leave();
+            b.unlock(&guard, false);
+        }
+    });
+    let elsewhere = thread::spawn({
+        let (a, inside) = (a.clone(), Arc::clone(&inside));
+        move || {
+            inside.leave();
+            a.unlock(&fast, false);
+        }
+    });
+    let again = a.take();
+    inside.enter(1);
+    inside.leave();
+    a.unlock(&again, false);
+    elsewhere.join().unwrap();
+    other.join().unwrap();
+    check_empty(&table, &remote);
+}
+
+#[test]
+fn loom_last_fast_guard_goes_elsewhere_memory() {
+    check(|| last_fast_guard_goes_elsewhere(memory()));
+}
+
+#[test]
+fn loom_last_fast_guard_goes_elsewhere_escalating() {
+    check(|| last_fast_guard_goes_elsewhere(escalating()));
+}
+
+/// The holder's record outlives its turn: A released the name, B takes and releases it on
+/// another thread while A takes it again on the thread with the stale record. The record must
+/// never let A in beside B (a stale count taken into B's turn is given back, and if it was B's
+/// last, its boundary runs), and nothing is left.
+#[test]
+fn loom_stale_record_meets_a_new_turn() {
+    check(|| {
+        let table = memory();
+        let remote = Arc::new(Remote::default());
+        let section = Arc::new(Section::default());
+        let inside = Arc::new(Inside::default());
+        let a = Party::new(&table, &remote, &section);
+        // A re-entry through the map makes A's hold this thread's record.
+        let guard = a.take();
+        let again = a.take();
+        a.unlock(&again, false);
+        a.unlock(&guard, false);
+
+        let b = Party::new(&table, &remote, &section);
+        let other = thread::spawn({
+            let inside = Arc::clone(&inside);
+            move || {
+                let guard = b.take();
+                inside.enter(2);
+                inside.leave();
+                b.unlock(&guard, false);
+            }
+        });
+        let guard = a.take();
+        assert!(!guard.is_fast(), "a stale record re-entered");
+        inside.enter(1);
+        inside.leave();
+        a.unlock(&guard, false);
+        other.join().unwrap();
+        check_empty(&table, &remote);
+    });
 }

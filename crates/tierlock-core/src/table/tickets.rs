@@ -107,7 +107,7 @@ impl Drop for Queued<'_> {
             Grant::Waiting => {}
             Grant::Escalate => drop(Escalation::new(table, key.clone(), waiter.holder)),
             Grant::Granted => {
-                let release = table.release(key, &waiter.holder);
+                let release = table.release_key(key, &waiter.holder);
                 if let Some(external) = release.external {
                     table.dispose(external);
                 }
