@@ -46,7 +46,7 @@ pub(crate) struct Count {
     /// The current turn; written only under the shard lock, read without it.
     turn: AtomicU64,
     /// Live guards of the turn; 0 between turns and while the holder escalates.
-    guards: AtomicU32,
+    pub(super) guards: AtomicU32,
 }
 
 /// What [`Count::try_add`] did.

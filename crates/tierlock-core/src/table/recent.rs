@@ -28,7 +28,7 @@ use std::ptr::NonNull;
 use super::Holder;
 use super::count::{Added, Count};
 use crate::shards::Key;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 
 /// A guard's share of a turn's count, taken without the shard lock: the guard gives it back
 /// with [`Claim::remove`], and runs the turn boundary if it was the last.
@@ -81,11 +81,16 @@ impl Claim {
     pub(crate) fn remove(&self) -> bool {
         // SAFETY: the claim is still counted (this is its one `remove`: a guard calls it once,
         // guarded by its `held` flag, and the table's stale-claim path once), so the entry that
-        // owns the `Count` is `Held` and in the map (type docs); the reference is used for one
-        // atomic read-modify-write, as `Arc`'s own `drop` does.
+        // owns the `Count` is `Held` and in the map (type docs). Only the count's atomic is
+        // borrowed, reached through the raw pointer without a reference to the whole `Count`,
+        // and only for the one read-modify-write, as `Arc`'s own `drop` does: once the decrement
+        // is visible another thread may free the `Count`, and no reference to it (its key is
+        // not in a cell) may be live then.
         #[allow(unsafe_code)]
-        let count = unsafe { self.count.as_ref() };
-        count.remove()
+        let guards = unsafe { &*std::ptr::addr_of!((*self.count.as_ptr()).guards) };
+        let before = guards.fetch_sub(1, Ordering::AcqRel);
+        debug_assert_ne!(before, 0, "released a guard that was not counted");
+        before == 1
     }
 
     /// Whether the claim was on `count` (by address only: nothing is read through the claim).
