@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tierlock::{LockManager, MemoryProvider, Provider};
-use tierlock_benches::naive::NaiveKeyed;
+use tierlock_benches::naive::NaiveStd as NaiveKeyed;
 use tierlock_benches::paired::{self, Rounds, Variant};
 use tierlock_benches::{
     Route, assert_every_cycle_external, contend, current_thread, load_average, manager_cycles,

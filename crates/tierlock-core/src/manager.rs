@@ -282,7 +282,7 @@ impl LockManager {
     ///
     /// The fast paths (free, re-entry, busy) are answered here directly and only a wait runs as
     /// a nested future: an extra layer costs an uncontended acquisition about 10% (measured:
-    /// 0.92 → 1.04 × the naive keyed lock, `benches/uncontended.rs`). So an acquisition that is
+    /// 0.92 → 1.04 × the naive keyed lock, `benches/benches/uncontended.rs`). So an acquisition that is
     /// watched (the `metrics` feature, or `tracing` with a subscriber that wants `DEBUG`) takes
     /// its own path, and the others pay one branch.
     async fn acquire(

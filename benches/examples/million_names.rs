@@ -4,7 +4,7 @@
 //! unlock, variant A keeps every name.
 //!
 //! ```text
-//! cargo run --release -p tierlock-core --example million_names [all|tierlock|naive]
+//! cargo run --release -p tierlock-benches --example million_names [all|tierlock|naive]
 //! ```
 //!
 //! Peak memory is the process's VmHWM from `/proc/self/status` (Linux only; "n/a" elsewhere),
