@@ -1,9 +1,9 @@
 //! A hold's guard count: how many live guards the holder of a name has, and which turn of the
 //! name they belong to.
 //!
-//! The entry owns its [`Count`] (in an `Arc`), and so do the guards of *fast re-entries*
-//! ([`super::recent`]), which count themselves in and out with one atomic operation each, without
-//! the entry's shard lock. Everything else about the entry (holder, queue, external lock)
+//! The entry owns its [`Count`] (in an `Arc`), the threads' records share it (see
+//! [`super::recent`]), and the guards of *fast re-entries* point at it: they count themselves in
+//! and out with one atomic operation each, without the entry's shard lock. Everything else about the entry (holder, queue, external lock)
 //! stays under the shard lock.
 //!
 //! # Protocol
@@ -133,8 +133,15 @@ impl Count {
 
     /// One guard fewer; true if it was the last of its turn (the caller owns the boundary).
     pub(crate) fn remove(&self) -> bool {
-        let before = self.guards.fetch_sub(1, Ordering::AcqRel);
-        debug_assert_ne!(before, 0, "released a guard that was not counted");
-        before == 1
+        remove_from(&self.guards)
     }
+}
+
+/// One guard fewer in the guard count `guards` (of a [`Count`]); true if it was the last of
+/// its turn. A function of the atomic alone, so that a claim can give its guard back without a
+/// reference to the whole `Count` (see `Claim::remove`).
+pub(super) fn remove_from(guards: &AtomicU32) -> bool {
+    let before = guards.fetch_sub(1, Ordering::AcqRel);
+    debug_assert_ne!(before, 0, "released a guard that was not counted");
+    before == 1
 }

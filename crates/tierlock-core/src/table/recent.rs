@@ -16,7 +16,7 @@
 //! later ones are fast; code that never nests locks pays one thread-local load per
 //! acquisition (`ANY`) and nothing else, and its entries are never shared with a record, so
 //! their counts change with plain loads and stores under the shard lock (see
-//! [`Entry`](super::Entry)'s `recorded`). Remembering every acquisition was measured at about a
+//! [`Entry`](super::Entry)'s `shared`). Remembering every acquisition was measured at about a
 //! tenth of an uncontended acquisition.
 //!
 //! One record per thread: nested holds of several names re-enter fast on the name the thread
@@ -26,9 +26,9 @@ use std::cell::RefCell;
 use std::ptr::NonNull;
 
 use super::Holder;
-use super::count::{Added, Count};
+use super::count::{self, Added, Count};
 use crate::shards::Key;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 
 /// A guard's share of a turn's count, taken without the shard lock: the guard gives it back
 /// with [`Claim::remove`], and runs the turn boundary if it was the last.
@@ -88,9 +88,7 @@ impl Claim {
         // not in a cell) may be live then.
         #[allow(unsafe_code)]
         let guards = unsafe { &*std::ptr::addr_of!((*self.count.as_ptr()).guards) };
-        let before = guards.fetch_sub(1, Ordering::AcqRel);
-        debug_assert_ne!(before, 0, "released a guard that was not counted");
-        before == 1
+        count::remove_from(guards)
     }
 
     /// Whether the claim was on `count` (by address only: nothing is read through the claim).
