@@ -85,6 +85,7 @@ mod observe;
 mod shared;
 mod stats;
 // The guard of a held lock.
+mod acquire;
 mod guard;
 // The user-facing manager.
 mod manager;

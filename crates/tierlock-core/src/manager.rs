@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::acquire::Acquire;
 use crate::error::{BoxError, LockError};
 use crate::guard::LockGuard;
 use crate::memory::MemoryProvider;
-use crate::name::{LockName, validate};
-#[cfg(any(feature = "tracing", feature = "metrics"))]
-use crate::observe::Acquisition;
+use crate::name::LockName;
 use crate::observe::Observer;
 use crate::owner::Owner;
 use crate::provider::{ExternalLock, Provider, WaitStrategy};
@@ -20,7 +19,7 @@ use crate::runtime::{block_on, dispose_external, jitter};
 use crate::shards::Key;
 use crate::shared::Inner;
 use crate::stats::Stats;
-use crate::table::{Claim, Enter, Escalation, Holder, Mode, Queued, Table, Turn};
+use crate::table::{Claim, Escalation, Holder, Mode, Table};
 
 /// A two-tier, re-entrant lock manager: named locks that exclude tasks in this process and, via
 /// its [`Provider`], other processes and hosts.
@@ -275,144 +274,22 @@ impl LockManager {
             .stats(self.inner.table.len(), held, waiting)
     }
 
-    /// The acquisition itself, as the owner `owner` returns. The async API passes
-    /// `Owner::current`, called here in the future's first poll: an `Owner` passed by value would
-    /// be stored into the future by its caller and loaded back at once, a 16-byte load of two
-    /// 8-byte stores that stalls store forwarding (about 15% of this function's samples).
-    ///
-    /// The fast paths (free, re-entry, busy) are answered here directly and only a wait runs as
-    /// a nested future: an extra layer costs an uncontended acquisition about 10% (measured:
-    /// 0.92 → 1.04 × the naive keyed lock, `benches/benches/uncontended.rs`). So an acquisition that is
-    /// watched (the `metrics` feature, or `tracing` with a subscriber that wants `DEBUG`) takes
-    /// its own path, and the others pay one branch.
-    async fn acquire(
-        &self,
-        name: &str,
-        owner: impl FnOnce() -> Owner,
+    /// The acquisition itself, as the owner `owner` returns (see [`Acquire`]). The async API
+    /// passes `Owner::current`, called in the future's first poll: an `Owner` passed by value
+    /// would be stored into the future by its caller and loaded back at once, a 16-byte load of
+    /// two 8-byte stores that stalls store forwarding (about 15% of this function's samples).
+    fn acquire<'a, F: FnOnce() -> Owner + Send + Unpin + 'a>(
+        &'a self,
+        name: &'a str,
+        owner: F,
         timeout: Duration,
-    ) -> Result<LockGuard, LockError> {
-        #[cfg(any(feature = "tracing", feature = "metrics"))]
-        if self.inner.observer.watching() {
-            return self.acquire_watched(name, owner, timeout).await;
-        }
-        let inner = &self.inner;
-        let holder = inner.holder(owner());
-        if let Some(claim) = inner.table.reenter(name, holder) {
-            return Ok(self.reentered(claim, holder));
-        }
-        validate(name)?;
-        match inner
-            .table
-            .enter_as(name, holder.tag, holder.owner, !timeout.is_zero())
-        {
-            Enter::Acquired(key) | Enter::Reentered(key) => Ok(self.guard(key, holder)),
-            Enter::Busy(key) => Err(inner.timeout(&key, Duration::ZERO)),
-            Enter::Escalate(escalation) => {
-                let slow = Entered::Escalate(escalation, holder);
-                self.wait(slow, timeout).await
-            }
-            Enter::Queued(queued) => self.wait(Entered::Queued(queued, holder), timeout).await,
-        }
-    }
-
-    /// [`acquire`](Self::acquire), watched by the observer: a span with `tracing`, counters
-    /// and histograms with `metrics`.
-    #[cfg(any(feature = "tracing", feature = "metrics"))]
-    async fn acquire_watched(
-        &self,
-        name: &str,
-        owner: impl FnOnce() -> Owner,
-        timeout: Duration,
-    ) -> Result<LockGuard, LockError> {
-        let mut watch = self.inner.observer.start(name);
-        let result = match self.enter(name, owner, timeout, &mut watch) {
-            Entered::Done(result) => result,
-            #[cfg(feature = "tracing")]
-            slow => match watch.span() {
-                Some(span) => {
-                    use tracing::Instrument;
-                    self.wait(slow, timeout).instrument(span).await
-                }
-                None => self.wait(slow, timeout).await,
-            },
-            #[cfg(not(feature = "tracing"))]
-            slow => self.wait(slow, timeout).await,
-        };
-        watch.finish(&result);
-        result
-    }
-
-    /// The first step of a watched acquisition, without waiting.
-    #[cfg(any(feature = "tracing", feature = "metrics"))]
-    #[inline(always)]
-    fn enter(
-        &self,
-        name: &str,
-        owner: impl FnOnce() -> Owner,
-        timeout: Duration,
-        watch: &mut Acquisition<'_>,
-    ) -> Entered<'_> {
-        let inner = &self.inner;
-        let holder = inner.holder(owner());
-        if let Some(claim) = inner.table.reenter(name, holder) {
-            watch.reentered();
-            return Entered::Done(Ok(self.reentered(claim, holder)));
-        }
-        if let Err(invalid) = validate(name) {
-            return Entered::Done(Err(invalid));
-        }
-        match inner.table.enter(name, holder, !timeout.is_zero()) {
-            Enter::Acquired(key) => Entered::Done(Ok(self.guard(key, holder))),
-            Enter::Reentered(key) => {
-                watch.reentered();
-                Entered::Done(Ok(self.guard(key, holder)))
-            }
-            Enter::Busy(key) => Entered::Done(Err(inner.timeout(&key, Duration::ZERO))),
-            Enter::Escalate(escalation) => {
-                watch.waits();
-                Entered::Escalate(escalation, holder)
-            }
-            Enter::Queued(queued) => {
-                watch.waits();
-                Entered::Queued(queued, holder)
-            }
-        }
-    }
-
-    /// The rest of an acquisition that could not finish in [`enter`](Self::enter).
-    async fn wait(&self, entered: Entered<'_>, timeout: Duration) -> Result<LockGuard, LockError> {
-        let inner = &self.inner;
-        match entered {
-            #[cfg(any(feature = "tracing", feature = "metrics"))]
-            Entered::Done(result) => result,
-            Entered::Escalate(escalation, holder) => {
-                let start = Instant::now();
-                self.escalate(escalation, holder, start, start.checked_add(timeout))
-                    .await
-            }
-            Entered::Queued(queued, holder) => {
-                // Without a timeout there is no deadline, and the clock is not read: a local
-                // hand-off is the hot path of a contended name.
-                let start = (timeout != Duration::MAX).then(Instant::now);
-                let deadline = start.and_then(|start| start.checked_add(timeout));
-                match queued.wait(deadline).await {
-                    Turn::Granted(key) => Ok(self.guard(key, holder)),
-                    Turn::Escalate(escalation) => {
-                        let start = start.unwrap_or_else(Instant::now);
-                        self.escalate(escalation, holder, start, deadline).await
-                    }
-                    Turn::TimedOut(key) => {
-                        let waited = start.map_or(Duration::ZERO, |start| start.elapsed());
-                        Err(inner.timeout(&key, waited))
-                    }
-                }
-            }
-        }
+    ) -> Acquire<'a, F> {
+        Acquire::new(self, name, owner, timeout)
     }
 
     /// As the new local holder, takes the external lock. Any way out but success (an error, a
     /// timeout, the future dropped) drops the ticket, which passes the turn on.
-    async fn escalate(
+    pub(crate) async fn escalate(
         &self,
         escalation: Escalation<'_>,
         holder: Holder,
@@ -495,7 +372,7 @@ impl LockManager {
         }
     }
 
-    fn guard(&self, key: Key, holder: Holder) -> LockGuard {
+    pub(crate) fn guard(&self, key: Key, holder: Holder) -> LockGuard {
         LockGuard::new(Arc::clone(&self.inner), key, holder, None)
     }
 
@@ -504,7 +381,7 @@ impl LockManager {
     /// written in pieces and read back whole, a store-forwarding stall on every acquisition
     /// (measured: uncontended 0.97 → 1.04 × the naive keyed lock).
     #[inline(never)]
-    fn reentered(&self, claim: Claim, holder: Holder) -> LockGuard {
+    pub(crate) fn reentered(&self, claim: Claim, holder: Holder) -> LockGuard {
         let key = claim.key().clone();
         LockGuard::new(Arc::clone(&self.inner), key, holder, Some(claim))
     }
@@ -525,15 +402,4 @@ fn none_on_timeout(result: Result<LockGuard, LockError>) -> Result<Option<LockGu
         Err(LockError::Timeout { .. }) => Ok(None),
         Err(err) => Err(err),
     }
-}
-
-/// Where the first step left an acquisition.
-enum Entered<'a> {
-    /// Finished without waiting: acquired, re-entered, busy or refused.
-    #[cfg(any(feature = "tracing", feature = "metrics"))]
-    Done(Result<LockGuard, LockError>),
-    /// The caller is the new holder and must take the external lock.
-    Escalate(Escalation<'a>, Holder),
-    /// Queued behind another owner.
-    Queued(Queued<'a>, Holder),
 }

@@ -62,12 +62,13 @@
 mod count;
 #[cfg(all(test, loom))]
 mod models;
+mod queue;
 mod recent;
 mod tickets;
 mod waiter;
 
-use std::collections::VecDeque;
 use std::fmt;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::owner::Owner;
@@ -76,6 +77,7 @@ use crate::shards::{Key, Live, Map, Slot};
 use crate::sync::Arc;
 
 use count::Count;
+use queue::Queue;
 pub(crate) use recent::Claim;
 use recent::Fast;
 pub(crate) use tickets::{Escalation, Queued, Turn};
@@ -113,7 +115,7 @@ struct Entry {
     /// field under the shard lock, no atomic read-modify-write (that was measured at a tenth
     /// of an uncontended acquisition, and an allocation at a fifth of a new name's).
     shared: Option<Arc<Count>>,
-    queue: VecDeque<Arc<Waiter>>,
+    queue: Queue,
     external: Option<Box<dyn ExternalLock>>,
     /// Set when the external lock was handed back to a requesting process: the next escalation
     /// waits until then, so a polling remote waiter gets its turn.
@@ -127,7 +129,7 @@ impl Entry {
             hold,
             guards: 0,
             shared: None,
-            queue: VecDeque::new(),
+            queue: Queue::default(),
             external: None,
             yield_until: None,
         }
@@ -201,10 +203,8 @@ impl Entry {
         debug_assert!(self.queue.is_empty(), "an entry went idle with waiters");
         self.hold = Hold::Idle;
         self.yield_until = None;
-        if self.queue.capacity() > 8 {
-            // A burst of waiters is over: do not keep its memory in an idle entry.
-            self.queue = VecDeque::new();
-        }
+        // A burst of waiters is over: do not keep its memory in an idle entry.
+        self.queue.shrink();
         self.external.take()
     }
 }
@@ -364,14 +364,25 @@ impl Table {
     /// queues behind the current holder (only if `may_wait`).
     #[inline(always)]
     pub(crate) fn enter(&self, name: &str, holder: Holder, may_wait: bool) -> Enter<'_> {
-        self.enter_as(name, holder.tag, holder.owner, may_wait)
+        self.enter_as(name, holder.tag, holder.owner, may_wait, None)
     }
 
     /// [`enter`](Self::enter) with the holder in parts. The manager calls this: a `Holder` is
     /// three words, passed in memory, and the caller's copy of it (kept for after the call)
     /// was written a field at a time and read back whole, which stalls store forwarding
     /// (measured: 4% of an uncontended acquisition); the parts travel in registers.
-    pub(crate) fn enter_as(&self, name: &str, tag: u64, owner: Owner, may_wait: bool) -> Enter<'_> {
+    ///
+    /// `waker`, if given, is the task's to wake when a queued waiter is granted: registered in
+    /// the same critical section that queues it, so that the waiting future's first poll need
+    /// not lock the waiter to register it.
+    pub(crate) fn enter_as(
+        &self,
+        name: &str,
+        tag: u64,
+        owner: Owner,
+        may_wait: bool,
+        waker: Option<&Waker>,
+    ) -> Enter<'_> {
         let holder = Holder { tag, owner };
         enum Found {
             Acquired,
@@ -412,8 +423,8 @@ impl Table {
                         Found::Busy
                     }
                 } else if may_wait {
-                    let waiter = Waiter::new(holder);
-                    entry.queue.push_back(Arc::clone(&waiter));
+                    let waiter = Waiter::new(holder, waker);
+                    entry.queue.push(Arc::clone(&waiter));
                     Found::Queued(waiter)
                 } else {
                     Found::Busy
@@ -436,9 +447,8 @@ impl Table {
         let grant = self.entries.with(key, |entry| {
             let grant = waiter.grant_state();
             if grant == Grant::Waiting {
-                if let Some(at) = entry.queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
-                    entry.queue.remove(at);
-                }
+                let removed = entry.queue.remove(waiter);
+                debug_assert!(removed, "a waiting waiter was not in its queue");
             }
             grant
         });
@@ -536,13 +546,13 @@ impl Table {
 
     /// Makes the head of the queue the holder. The entry's holder must have let go.
     fn grant_next(&self, entry: &mut Entry, wakeups: &mut Wakeups) {
-        let Some(next) = entry.queue.pop_front() else {
+        let Some(next) = entry.queue.pop() else {
             return;
         };
         entry.holder = next.holder;
         if entry.external.is_some() || !self.escalates() {
             next.grant(Grant::Granted, wakeups);
-            let guards = 1 + grant_reentries(entry, wakeups);
+            let guards = 1 + grant_reentries(entry, next.bit, wakeups);
             entry.start_turn(guards);
         } else {
             entry.hold = Hold::Escalating;
@@ -566,7 +576,7 @@ impl Table {
             }
             entry.external = external.take();
             entry.yield_until = None;
-            let guards = 1 + grant_reentries(entry, &mut wakeups);
+            let guards = 1 + grant_reentries(entry, queue::bit(&holder), &mut wakeups);
             entry.start_turn(guards);
         });
         wakeups.wake();
@@ -648,22 +658,11 @@ impl Table {
 }
 
 /// Waiters of the holder's own owner (e.g. `join!` branches queued while it was escalating)
-/// re-enter as soon as the holder has the lock. Returns how many were granted: the caller
-/// counts them in the turn it starts.
-fn grant_reentries(entry: &mut Entry, wakeups: &mut Wakeups) -> u32 {
-    if entry.queue.is_empty() {
-        return 0;
-    }
+/// re-enter as soon as the holder has the lock. `bit` is the holder's [`queue::bit`]. Returns
+/// how many were granted: the caller counts them in the turn it starts.
+fn grant_reentries(entry: &mut Entry, bit: u64, wakeups: &mut Wakeups) -> u32 {
     let holder = entry.holder;
-    let mut granted = 0;
-    entry.queue.retain(|waiter| {
-        if waiter.holder == holder {
-            waiter.grant(Grant::Granted, wakeups);
-            granted += 1;
-            false
-        } else {
-            true
-        }
-    });
-    granted
+    entry
+        .queue
+        .take_holder(&holder, bit, |waiter| waiter.grant(Grant::Granted, wakeups))
 }

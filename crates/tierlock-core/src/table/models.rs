@@ -524,7 +524,7 @@ fn deadline_passes_as_the_turn_comes(abandon: bool) {
 
     let b = Party::new(&table, &remote, &section);
     let late = thread::spawn(move || match b.table.enter(NAME, b.holder, true) {
-        Enter::Queued(queued) => b.give_up(queued.time_out()),
+        Enter::Queued(mut queued) => b.give_up(queued.time_out()),
         Enter::Escalate(escalation) => drop(escalation),
         _ => panic!("unexpected"),
     });

@@ -12,13 +12,15 @@
 //! a complete lock. Each ticket keeps its parts in an `Option` that completing takes, so `Drop`
 //! undoes exactly the tickets that were not completed.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use super::{Grant, Holder, Table, Waiter};
 use crate::provider::ExternalLock;
 use crate::shards::Key;
 use crate::sync::Arc;
-use crate::table::waiter::WaitGranted;
 
 /// What waiting in the queue gave.
 pub(crate) enum Turn<'a> {
@@ -48,27 +50,22 @@ impl<'a> Queued<'a> {
     }
 
     /// Waits until the turn comes or `deadline` passes. Cancel-safe: dropping the future drops
-    /// the ticket, which withdraws.
-    pub(crate) async fn wait(self, deadline: Option<Instant>) -> Turn<'a> {
-        let granted = match (&self.waiter, deadline) {
-            (None, _) => None,
-            (Some(waiter), None) => Some(WaitGranted(waiter).await),
-            (Some(waiter), Some(deadline)) => {
-                tokio::time::timeout_at(deadline.into(), WaitGranted(waiter))
-                    .await
-                    .ok()
-            }
-        };
-        match granted {
-            Some(grant) => self.complete(grant),
-            None => self.time_out(),
+    /// the ticket, which withdraws. (Without a deadline, the ticket itself is the future: awaiting
+    /// it directly saves the hot path of a contended name a layer.)
+    pub(crate) async fn wait(mut self, deadline: Option<Instant>) -> Turn<'a> {
+        match deadline {
+            None => self.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), &mut self).await {
+                Ok(turn) => turn,
+                Err(_) => self.time_out(),
+            },
         }
     }
 
     /// The deadline passed: leaves the queue, unless the turn came meanwhile. A late grant is
     /// kept (the lock is the caller's); a late escalation is abandoned (no time is left to
     /// take the external lock).
-    pub(crate) fn time_out(self) -> Turn<'a> {
+    pub(crate) fn time_out(&mut self) -> Turn<'a> {
         let grant = match &self.waiter {
             Some(waiter) => match self.table.withdraw(&self.key, waiter) {
                 Grant::Escalate => {
@@ -82,18 +79,35 @@ impl<'a> Queued<'a> {
         self.complete(grant)
     }
 
-    /// Turns the ticket into the turn it was given.
-    fn complete(mut self, grant: Grant) -> Turn<'a> {
+    /// Turns the ticket into the turn it was given; the ticket is spent.
+    fn complete(&mut self, grant: Grant) -> Turn<'a> {
         let (table, key) = (self.table, self.key.clone());
         let Some(waiter) = self.waiter.take() else {
             debug_assert!(false, "a queued ticket was completed twice");
             return Turn::TimedOut(key);
         };
+        let holder = waiter.holder;
+        Waiter::recycle(waiter);
         match grant {
             Grant::Granted => Turn::Granted(key),
-            Grant::Escalate => Turn::Escalate(Escalation::new(table, key, waiter.holder)),
+            Grant::Escalate => Turn::Escalate(Escalation::new(table, key, holder)),
             Grant::Waiting => Turn::TimedOut(key),
         }
+    }
+}
+
+/// The ticket waits for its turn, with no deadline. It must not be polled once it resolved (a
+/// spent ticket has no turn: a debug build panics, a release build resolves to `TimedOut`).
+impl<'a> Future for Queued<'a> {
+    type Output = Turn<'a>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn<'a>> {
+        let ticket = self.get_mut();
+        let grant = match &ticket.waiter {
+            Some(waiter) => ready!(waiter.poll_grant(cx)),
+            None => Grant::Waiting,
+        };
+        Poll::Ready(ticket.complete(grant))
     }
 }
 
@@ -113,6 +127,7 @@ impl Drop for Queued<'_> {
                 }
             }
         }
+        Waiter::recycle(waiter);
     }
 }
 
