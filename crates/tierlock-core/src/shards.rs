@@ -83,6 +83,17 @@ impl Key {
     pub(crate) fn hash(&self) -> u64 {
         self.hash
     }
+
+    /// Moves the key out, leaving an empty one (of no name) in its place.
+    pub(crate) fn take(&mut self) -> Key {
+        std::mem::replace(
+            self,
+            Key {
+                hash: 0,
+                name: SmolStr::default(),
+            },
+        )
+    }
 }
 
 /// One shard, on its own cache lines so that shards do not share them.
@@ -182,9 +193,9 @@ impl<V: Live> Map<V> {
     pub(crate) fn with<R>(&self, key: &Key, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let mut slots = self.shard(key.hash);
         let slots = &mut *slots;
-        let slot = slots
-            .table
-            .find_mut(key.hash, |s| s.0 == key.hash && s.1 == key.name)?;
+        let slot = slots.table.find_mut(key.hash, |s| {
+            s.0 == key.hash && s.1.as_str() == key.name.as_str()
+        })?;
         let was = slot.2.is_live();
         let result = f(&mut slot.2);
         let is = slot.2.is_live();

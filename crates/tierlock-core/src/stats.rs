@@ -33,7 +33,10 @@ pub struct Stats {
     pub provider_errors: u64,
 }
 
+/// On cache lines of their own: every hand-off writes one, and the manager's fields that every
+/// acquisition reads (and the `Arc` count that every guard writes) should not share their line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct Counters {
     pub(crate) local_handoffs: AtomicU64,
     pub(crate) external_acquisitions: AtomicU64,

@@ -79,13 +79,15 @@ impl<'a> Queued<'a> {
         self.complete(grant)
     }
 
-    /// Turns the ticket into the turn it was given; the ticket is spent.
+    /// Turns the ticket into the turn it was given; the ticket is spent (its key moves into
+    /// the turn).
     fn complete(&mut self, grant: Grant) -> Turn<'a> {
-        let (table, key) = (self.table, self.key.clone());
+        let table = self.table;
         let Some(waiter) = self.waiter.take() else {
             debug_assert!(false, "a queued ticket was completed twice");
-            return Turn::TimedOut(key);
+            return Turn::TimedOut(self.key.clone());
         };
+        let key = self.key.take();
         let holder = waiter.holder;
         Waiter::recycle(waiter);
         match grant {
