@@ -68,6 +68,9 @@ enum State<'a> {
         deadline: Option<Instant>,
         /// The deadline's timer, made at the first poll that finds the turn not come.
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        /// The waker of this very poll is registered with the ticket: true only within the poll
+        /// that queued it (a later poll may come with another waker).
+        registered: bool,
     },
     /// Taking the external lock.
     Escalating(Escalating<'a>),
@@ -141,6 +144,8 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                     start,
                     deadline,
                     timer: None,
+                    // Polled again in this poll (with a deadline), or not before a wake-up.
+                    registered: deadline.is_some(),
                 };
                 match deadline {
                     // The waker is registered: the grant will wake the task.
@@ -160,11 +165,12 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
             start,
             deadline,
             timer,
+            registered,
         } = &mut self.state
         else {
             return Poll::Pending;
         };
-        let turn = match Pin::new(&mut *ticket).poll(cx) {
+        let turn = match ticket.poll_turn(cx, std::mem::take(registered)) {
             Poll::Ready(turn) => turn,
             Poll::Pending => {
                 let Some(deadline) = *deadline else {

@@ -491,3 +491,61 @@ async fn blocking_api_works_in_spawn_blocking() {
     drop(held);
     blocked.await.unwrap().unwrap();
 }
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct Counted(AtomicU64);
+
+impl std::task::Wake for Counted {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A queued acquisition wakes the waker of its latest poll, not only the one it queued with
+/// (the future may move between tasks, or be polled by a combinator with a waker of its own):
+/// with and without a deadline, and for a manager that escalates.
+#[tokio::test]
+async fn a_waiting_lock_wakes_the_waker_of_its_latest_poll() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    fn poll<F: Future + ?Sized>(future: Pin<&mut F>, counted: &Arc<Counted>) -> Poll<F::Output> {
+        let waker = Waker::from(Arc::clone(counted));
+        future.poll(&mut Context::from_waker(&waker))
+    }
+
+    let managers = [LockManager::new(MemoryProvider::new()), counted().0];
+    for (m, locks) in managers.iter().enumerate() {
+        for timeout in [Duration::MAX, LONG] {
+            let held = locks.lock("moved", LONG).await.unwrap();
+            let mut waiting = Box::pin(Owner::new_unique().run(locks.lock("moved", timeout)));
+            let (first, second) = (Arc::new(Counted::default()), Arc::new(Counted::default()));
+            assert!(poll(waiting.as_mut(), &first).is_pending());
+            assert!(poll(waiting.as_mut(), &second).is_pending());
+            drop(held);
+            // The hand-off wakes the second waker (for an escalating manager, the turn is
+            // granted before the external lock is taken; the wake-up comes with the grant).
+            assert_eq!(
+                second.0.load(Ordering::SeqCst),
+                1,
+                "manager {m}, {timeout:?}"
+            );
+            assert_eq!(
+                first.0.load(Ordering::SeqCst),
+                0,
+                "manager {m}, {timeout:?}"
+            );
+            let guard = loop {
+                match poll(waiting.as_mut(), &second) {
+                    Poll::Ready(result) => break result.unwrap(),
+                    // Taking the external lock: its own wake-ups, on this task's runtime.
+                    Poll::Pending => tokio::task::yield_now().await,
+                }
+            };
+            drop(guard);
+            assert_eq!(locks.stats().entries, 0, "manager {m}, {timeout:?}");
+        }
+    }
+}

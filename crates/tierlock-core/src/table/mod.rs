@@ -423,8 +423,8 @@ impl Table {
                         Found::Busy
                     }
                 } else if may_wait {
-                    let waiter = Waiter::new(holder, waker);
-                    entry.queue.push(Arc::clone(&waiter));
+                    let waiter = Waiter::new(holder);
+                    entry.queue.push(Arc::clone(&waiter), waker.cloned());
                     Found::Queued(waiter)
                 } else {
                     Found::Busy
@@ -454,6 +454,21 @@ impl Table {
         });
         debug_assert!(grant.is_some(), "a queued waiter's entry is gone");
         grant.unwrap_or(Grant::Waiting)
+    }
+
+    /// Makes `waiter` (queued for `key`) wake `waker` when it is granted. Returns its grant: still
+    /// `Waiting` if the waker is registered, else the turn it was given meanwhile.
+    fn register(&self, key: &Key, waiter: &Arc<Waiter>, waker: &Waker) -> Grant {
+        let grant = self.entries.with(key, |entry| {
+            if entry.queue.register(waiter, waker) {
+                Grant::Waiting
+            } else {
+                // Out of the queue, under this lock: granted (a withdrawal is its own caller's).
+                waiter.grant_state()
+            }
+        });
+        debug_assert!(grant.is_some(), "a queued waiter's entry is gone");
+        grant.unwrap_or_else(|| waiter.grant_state())
     }
 
     /// Drops one guard of `holder` on `key`, with its `claim` if it was counted without the
@@ -546,17 +561,17 @@ impl Table {
 
     /// Makes the head of the queue the holder. The entry's holder must have let go.
     fn grant_next(&self, entry: &mut Entry, wakeups: &mut Wakeups) {
-        let Some(next) = entry.queue.pop() else {
+        let Some((next, waker)) = entry.queue.pop() else {
             return;
         };
         entry.holder = next.holder;
         if entry.external.is_some() || !self.escalates() {
-            next.grant(Grant::Granted, wakeups);
+            next.grant(Grant::Granted, waker, wakeups);
             let guards = 1 + grant_reentries(entry, next.bit, wakeups);
             entry.start_turn(guards);
         } else {
             entry.hold = Hold::Escalating;
-            next.grant(Grant::Escalate, wakeups);
+            next.grant(Grant::Escalate, waker, wakeups);
         }
     }
 
@@ -662,7 +677,7 @@ impl Table {
 /// how many were granted: the caller counts them in the turn it starts.
 fn grant_reentries(entry: &mut Entry, bit: u64, wakeups: &mut Wakeups) -> u32 {
     let holder = entry.holder;
-    entry
-        .queue
-        .take_holder(&holder, bit, |waiter| waiter.grant(Grant::Granted, wakeups))
+    entry.queue.take_holder(&holder, bit, |waiter, waker| {
+        waiter.grant(Grant::Granted, waker, wakeups);
+    })
 }

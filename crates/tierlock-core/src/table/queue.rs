@@ -1,5 +1,9 @@
-//! A name's FIFO queue of local waiters, which knows without a scan whether a holder has a
-//! waiter in it.
+//! A name's FIFO queue of local waiters, with the waker of each waiting task, which knows
+//! without a scan whether a holder has a waiter in it.
+//!
+//! The wakers live here, under the shard lock, rather than in the waiters: the grant that takes
+//! a waiter out of the queue takes its waker with it, and locks nothing else (see
+//! [`super::waiter`]).
 //!
 //! When the name goes to a holder, that holder's other waiters (the branches of one task's
 //! `join!`, queued while someone else held the name) must be granted too, as re-entries. Asking
@@ -12,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
+use std::task::Waker;
 
 use super::Holder;
 use super::waiter::Waiter;
@@ -20,7 +25,7 @@ use crate::sync::Arc;
 /// The waiters of one name, oldest first.
 #[derive(Default)]
 pub(super) struct Queue {
-    waiters: VecDeque<Arc<Waiter>>,
+    waiters: VecDeque<Place>,
     /// The bits of the waiters' holders (see the module docs).
     holders: u64,
     /// Two waiters share a bit: `holders` over-approximates until the next rebuild.
@@ -36,26 +41,26 @@ impl Queue {
         self.waiters.len()
     }
 
-    /// Appends `waiter`.
-    pub(super) fn push(&mut self, waiter: Arc<Waiter>) {
+    /// Appends `waiter`, to wake `waker` (if any yet) when it is granted.
+    pub(super) fn push(&mut self, waiter: Arc<Waiter>, waker: Option<Waker>) {
         let bit = waiter.bit;
         if self.holders & bit != 0 {
             self.shared = true;
         }
         self.holders |= bit;
-        self.waiters.push_back(waiter);
+        self.waiters.push_back(Place { waiter, waker });
     }
 
-    /// Takes the oldest waiter out.
-    pub(super) fn pop(&mut self) -> Option<Arc<Waiter>> {
-        let waiter = self.waiters.pop_front()?;
+    /// Takes the oldest waiter out, with its waker.
+    pub(super) fn pop(&mut self) -> Option<(Arc<Waiter>, Option<Waker>)> {
+        let Place { waiter, waker } = self.waiters.pop_front()?;
         self.forget(waiter.bit);
-        Some(waiter)
+        Some((waiter, waker))
     }
 
     /// Takes `waiter` out, wherever it is; false if it was not queued.
     pub(super) fn remove(&mut self, waiter: &Arc<Waiter>) -> bool {
-        let Some(at) = self.waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) else {
+        let Some(at) = self.position(waiter) else {
             return false;
         };
         self.waiters.remove(at);
@@ -63,27 +68,40 @@ impl Queue {
         true
     }
 
-    /// Takes out every waiter of `holder`, whose [`bit`] is `bit`, calling `f` on each, oldest
-    /// first; returns how many.
+    /// Makes `waiter` wake `waker` when it is granted, unless the waker it has would wake the
+    /// same task; false if `waiter` is not queued (it was granted or withdrew).
+    pub(super) fn register(&mut self, waiter: &Arc<Waiter>, waker: &Waker) -> bool {
+        let Some(at) = self.position(waiter) else {
+            return false;
+        };
+        let slot = &mut self.waiters[at].waker;
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+        true
+    }
+
+    /// Takes out every waiter of `holder`, whose [`bit`] is `bit`, calling `f` on each with its
+    /// waker, oldest first; returns how many.
     pub(super) fn take_holder(
         &mut self,
         holder: &Holder,
         bit: u64,
-        mut f: impl FnMut(&Waiter),
+        mut f: impl FnMut(&Waiter, Option<Waker>),
     ) -> u32 {
         if !self.shared && self.holders & bit == 0 {
             return 0;
         }
         let mut taken = 0;
         let (mut holders, mut shared) = (0, false);
-        self.waiters.retain(|waiter| {
-            if waiter.holder == *holder {
-                f(waiter);
+        self.waiters.retain_mut(|place| {
+            if place.waiter.holder == *holder {
+                f(&place.waiter, place.waker.take());
                 taken += 1;
                 return false;
             }
-            shared |= holders & waiter.bit != 0;
-            holders |= waiter.bit;
+            shared |= holders & place.waiter.bit != 0;
+            holders |= place.waiter.bit;
             true
         });
         (self.holders, self.shared) = (holders, shared);
@@ -98,6 +116,12 @@ impl Queue {
         }
     }
 
+    fn position(&self, waiter: &Arc<Waiter>) -> Option<usize> {
+        self.waiters
+            .iter()
+            .position(|place| Arc::ptr_eq(&place.waiter, waiter))
+    }
+
     /// A waiter whose holder's bit is `bit` left.
     fn forget(&mut self, bit: u64) {
         if self.waiters.is_empty() {
@@ -106,6 +130,14 @@ impl Queue {
             self.holders &= !bit;
         }
     }
+}
+
+/// A waiter's place in the queue.
+struct Place {
+    waiter: Arc<Waiter>,
+    /// The task to wake when the waiter is granted; `None` until the waiting future registered
+    /// it (when the waiter was queued without one).
+    waker: Option<Waker>,
 }
 
 /// The bit of `holder` in a queue's set: the top 6 bits of a multiplicative hash. Each waiter
@@ -158,7 +190,11 @@ mod tests {
 
     /// Takes out `holder`'s waiters by a full scan, for comparison.
     fn scan(queue: &Queue, holder: &Holder) -> usize {
-        queue.waiters.iter().filter(|w| w.holder == *holder).count()
+        queue
+            .waiters
+            .iter()
+            .filter(|place| place.waiter.holder == *holder)
+            .count()
     }
 
     #[test]
@@ -176,14 +212,14 @@ mod tests {
         };
         for round in 0..20_000 {
             match next(4) {
-                0 | 1 => queue.push(Waiter::new(
-                    holders[next(if round % 2 == 0 { 8 } else { 200 })],
-                    None,
-                )),
+                0 | 1 => {
+                    let holder = holders[next(if round % 2 == 0 { 8 } else { 200 })];
+                    queue.push(Waiter::new(holder), None);
+                }
                 2 => {
-                    if let Some(waiter) = queue.pop() {
+                    if let Some((waiter, _)) = queue.pop() {
                         let expected = scan(&queue, &waiter.holder);
-                        let taken = queue.take_holder(&waiter.holder, waiter.bit, |_| {});
+                        let taken = queue.take_holder(&waiter.holder, waiter.bit, |_, _| {});
                         assert_eq!(taken as usize, expected, "round {round}");
                         assert_eq!(scan(&queue, &waiter.holder), 0);
                     }
@@ -191,7 +227,7 @@ mod tests {
                 _ => {
                     if !queue.is_empty() {
                         let at = next(queue.len());
-                        let waiter = Arc::clone(&queue.waiters[at]);
+                        let waiter = Arc::clone(&queue.waiters[at].waiter);
                         assert!(queue.remove(&waiter));
                         assert!(!queue.remove(&waiter));
                     }

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::{Grant, Holder, Table, Waiter};
@@ -98,18 +98,32 @@ impl<'a> Queued<'a> {
     }
 }
 
+impl<'a> Queued<'a> {
+    /// The turn, if it came; else `Pending`, with the task's waker registered (under the shard
+    /// lock, see `waiter`) unless `registered` says it already is (the poll that queued it).
+    pub(crate) fn poll_turn(&mut self, cx: &mut Context<'_>, registered: bool) -> Poll<Turn<'a>> {
+        let grant = match &self.waiter {
+            Some(waiter) => match waiter.grant_state() {
+                Grant::Waiting if registered => return Poll::Pending,
+                Grant::Waiting => match self.table.register(&self.key, waiter, cx.waker()) {
+                    Grant::Waiting => return Poll::Pending,
+                    grant => grant,
+                },
+                grant => grant,
+            },
+            None => Grant::Waiting,
+        };
+        Poll::Ready(self.complete(grant))
+    }
+}
+
 /// The ticket waits for its turn, with no deadline. It must not be polled once it resolved (a
 /// spent ticket has no turn: a debug build panics, a release build resolves to `TimedOut`).
 impl<'a> Future for Queued<'a> {
     type Output = Turn<'a>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn<'a>> {
-        let ticket = self.get_mut();
-        let grant = match &ticket.waiter {
-            Some(waiter) => ready!(waiter.poll_grant(cx)),
-            None => Grant::Waiting,
-        };
-        Poll::Ready(ticket.complete(grant))
+        self.get_mut().poll_turn(cx, false)
     }
 }
 

@@ -1,14 +1,16 @@
-//! A task queued for a name: its [`Grant`] state, its waker, and how the waiting task learns
-//! of its grant.
+//! A task queued for a name: its [`Grant`] state, and the wakers of granted waiters.
 //!
 //! The state goes one way: `Waiting` → `Granted` or `Waiting` → `Escalate`, written once by the
 //! releasing (or abandoning) side with the entry's shard locked. The waiting side reads it
-//! without the lock. The waker slot is the only other shared state; the protocol that prevents
-//! a lost wake-up is written at [`Waiter::poll_grant`].
+//! without the lock. The waiting task's waker is not here but in the waiter's place in the
+//! queue ([`super::queue`]), under the same shard lock: the grant takes it in the critical
+//! section that writes the state, and a task that must register another waker does it under
+//! that lock too, finding its place gone if it was granted meanwhile. So no wake-up is lost,
+//! and a hand-off locks nothing but the shard.
 
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 
-use crate::sync::{Arc, AtomicU8, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU8, Ordering};
 use crate::table::{Holder, queue};
 
 /// Where a queued waiter stands.
@@ -44,29 +46,25 @@ pub(crate) struct Waiter {
     /// The holder's bit in the queue's set of holders ([`super::queue`]).
     pub(super) bit: u64,
     state: AtomicU8,
-    waker: Mutex<Option<Waker>>,
 }
 
 #[cfg(not(loom))]
 thread_local! {
     /// A spent waiter of this thread, kept for its next wait: a hand-off then allocates and
     /// frees nothing (measured: an eighth of the instructions of a hand-off were `malloc` and
-    /// `free` of the waiter). It never holds a waker.
+    /// `free` of the waiter).
     static SPARE: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
 }
 
 impl Waiter {
-    /// A waiter of `holder`, in state `Waiting`, to wake `waker` (if given) when granted: this
-    /// thread's spare if it has one.
-    pub(crate) fn new(holder: Holder, waker: Option<&Waker>) -> Arc<Self> {
-        let waker = waker.cloned();
+    /// A waiter of `holder`, in state `Waiting`: this thread's spare if it has one.
+    pub(crate) fn new(holder: Holder) -> Arc<Self> {
         #[cfg(not(loom))]
         if let Some(mut spare) = SPARE.try_with(std::cell::Cell::take).ok().flatten() {
             if let Some(waiter) = Arc::get_mut(&mut spare) {
                 waiter.holder = holder;
                 waiter.bit = queue::bit(&holder);
                 *waiter.state.get_mut() = Grant::Waiting as u8;
-                *waiter.waker.get_mut() = waker;
                 return spare;
             }
         }
@@ -74,7 +72,6 @@ impl Waiter {
             holder,
             bit: queue::bit(&holder),
             state: AtomicU8::new(Grant::Waiting as u8),
-            waker: Mutex::new(waker),
         })
     }
 
@@ -83,9 +80,7 @@ impl Waiter {
         #[cfg(not(loom))]
         {
             let mut waiter = waiter;
-            if let Some(unique) = Arc::get_mut(&mut waiter) {
-                // Dropped here, not in the thread-local: a waker's drop may run a task's drop.
-                drop(unique.waker.get_mut().take());
+            if Arc::get_mut(&mut waiter).is_some() {
                 let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
             }
         }
@@ -99,12 +94,13 @@ impl Waiter {
     }
 
     /// Gives the waiter its turn. Called with the entry locked, once, after the waiter left the
-    /// queue; its waker is collected in `wakeups`, to be woken once the lock is released.
-    pub(crate) fn grant(&self, grant: Grant, wakeups: &mut Wakeups) {
+    /// queue with `waker`, which is collected in `wakeups`, to be woken once the lock is
+    /// released.
+    pub(crate) fn grant(&self, grant: Grant, waker: Option<Waker>, wakeups: &mut Wakeups) {
         debug_assert_ne!(grant, Grant::Waiting);
         debug_assert_eq!(self.grant_state(), Grant::Waiting, "granted twice");
         self.state.store(grant as u8, Ordering::Release);
-        if let Some(waker) = self.waker.lock().take() {
+        if let Some(waker) = waker {
             wakeups.push(waker);
         }
     }
@@ -131,33 +127,10 @@ impl Wakeups {
         if let Some(waker) = self.first {
             waker.wake();
         }
-        for waker in self.rest {
-            waker.wake();
-        }
-    }
-}
-
-impl Waiter {
-    /// The waiter's grant once it is no longer [`Grant::Waiting`]; until then, registers the
-    /// task to be woken when it is granted.
-    pub(crate) fn poll_grant(&self, cx: &mut Context<'_>) -> Poll<Grant> {
-        let grant = self.grant_state();
-        if grant != Grant::Waiting {
-            return Poll::Ready(grant);
-        }
-        {
-            let mut slot = self.waker.lock();
-            match &*slot {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
+        if !self.rest.is_empty() {
+            for waker in self.rest {
+                waker.wake();
             }
-        }
-        // No lost wake-up: `grant` stores the state *before* it takes the waker (both under the
-        // waker's mutex or ordered by it), and we store the waker *before* we read the state
-        // again. So either the granter finds our waker, or we see its state here.
-        match self.grant_state() {
-            Grant::Waiting => Poll::Pending,
-            grant => Poll::Ready(grant),
         }
     }
 }
