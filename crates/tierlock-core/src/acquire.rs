@@ -129,7 +129,7 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                 let start = Instant::now();
                 let deadline = start.checked_add(timeout);
                 let escalate = manager.escalate(escalation, holder, start, deadline);
-                self.state = State::Escalating(Box::pin(escalate));
+                self.begin(State::Escalating(Box::pin(escalate)));
                 None
             }
             Enter::Queued(ticket) => {
@@ -138,7 +138,7 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                 // hand-off is the hot path of a contended name.
                 let start = (timeout != Duration::MAX).then(Instant::now);
                 let deadline = start.and_then(|start| start.checked_add(timeout));
-                self.state = State::Queued {
+                self.begin(State::Queued {
                     ticket,
                     holder,
                     start,
@@ -146,7 +146,7 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                     timer: None,
                     // Polled again in this poll (with a deadline), or not before a wake-up.
                     registered: deadline.is_some(),
-                };
+                });
                 match deadline {
                     // The waker is registered: the grant will wake the task.
                     None => Some(Poll::Pending),
@@ -155,6 +155,14 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                 }
             }
         }
+    }
+
+    /// Leaves `Idle` (the first poll) for `state`. (The `Idle` replaced has nothing to drop; an
+    /// assignment would call the drop of the whole state enum all the same.)
+    #[inline(always)]
+    fn begin(&mut self, state: State<'a>) {
+        debug_assert!(matches!(self.state, State::Idle));
+        std::mem::forget(std::mem::replace(&mut self.state, state));
     }
 
     /// A poll in the queue: the turn, the deadline, or not yet.
@@ -186,7 +194,13 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
         };
         let (holder, start, deadline) = (*holder, *start, *deadline);
         let manager = self.manager;
-        self.state = State::Idle;
+        // The spent ticket and the timer go, dropped as what they are (assigning `Idle` would
+        // call the drop of the whole state enum: measured, a twentieth of a hand-off).
+        if let State::Queued { ticket, timer, .. } = std::mem::replace(&mut self.state, State::Idle)
+        {
+            drop(timer);
+            drop(ticket);
+        }
         match turn {
             Turn::Granted(key) => self.done(Ok(manager.guard(key, holder))),
             Turn::Escalate(escalation) => {

@@ -83,15 +83,22 @@ impl Queue {
 
     /// Takes out every waiter of `holder`, whose [`bit`] is `bit`, calling `f` on each with its
     /// waker, oldest first; returns how many.
+    #[inline]
     pub(super) fn take_holder(
         &mut self,
         holder: &Holder,
         bit: u64,
-        mut f: impl FnMut(&Waiter, Option<Waker>),
+        f: impl FnMut(&Waiter, Option<Waker>),
     ) -> u32 {
         if !self.shared && self.holders & bit == 0 {
             return 0;
         }
+        self.scan_holder(holder, f)
+    }
+
+    /// [`take_holder`](Self::take_holder) when the set cannot rule `holder` out.
+    #[inline(never)]
+    fn scan_holder(&mut self, holder: &Holder, mut f: impl FnMut(&Waiter, Option<Waker>)) -> u32 {
         let mut taken = 0;
         let (mut holders, mut shared) = (0, false);
         self.waiters.retain_mut(|place| {
