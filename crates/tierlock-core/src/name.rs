@@ -74,21 +74,31 @@ impl Borrow<str> for LockName {
 }
 
 /// Checks the rules every lock name must follow.
+#[inline]
 pub(crate) fn validate(name: &str) -> Result<(), LockError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(invalid(name));
+    }
+    Ok(())
+}
+
+/// The error for a name [`validate`] refused: out of line, so that every acquisition inlines
+/// only the two comparisons.
+#[cold]
+#[inline(never)]
+fn invalid(name: &str) -> LockError {
     let reason = if name.is_empty() {
         InvalidNameReason::Empty
-    } else if name.len() > MAX_NAME_LEN {
+    } else {
         InvalidNameReason::TooLong {
             len: name.len(),
             max: MAX_NAME_LEN,
         }
-    } else {
-        return Ok(());
     };
-    Err(LockError::InvalidName {
+    LockError::InvalidName {
         name: name.to_owned(),
         reason,
-    })
+    }
 }
 
 #[cfg(test)]
