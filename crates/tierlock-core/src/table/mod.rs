@@ -39,8 +39,9 @@
 //! protocol is in [`count`]).
 //!
 //! A waiter in the queue is told its turn through its [`Grant`] (written under the shard
-//! lock, woken after it is released), and leaves the queue by being granted or by withdrawing
-//! (its [`Queued`] ticket dropped, or its deadline passed).
+//! lock, its task woken after it is released), and leaves the queue by being granted or by
+//! withdrawing (its [`Queued`] ticket dropped, or its deadline passed). The task's waker is kept
+//! in the waiter's place in the [`queue`], under the same lock.
 //!
 //! # Invariants
 //!
@@ -57,7 +58,8 @@
 //!   lock leaves the table exactly once (handed to the caller of a release to let go of it).
 //!
 //! The tickets that own the unfinished states ([`Queued`], [`Escalation`]) and their `Drop`s
-//! are in [`tickets`]; the waiter and its wake-up protocol in [`waiter`].
+//! are in [`tickets`]; the waiter and its wake-up protocol in [`waiter`]; the queue, which keeps
+//! the wakers and knows its waiters' holders without a scan, in [`queue`].
 
 mod count;
 #[cfg(all(test, loom))]
@@ -373,8 +375,8 @@ impl Table {
     /// (measured: 4% of an uncontended acquisition); the parts travel in registers.
     ///
     /// `waker`, if given, is the task's to wake when a queued waiter is granted: registered in
-    /// the same critical section that queues it, so that the waiting future's first poll need
-    /// not lock the waiter to register it.
+    /// the same critical section that queues it, so that the poll that queued it need not come
+    /// back under the lock to register it.
     pub(crate) fn enter_as(
         &self,
         name: &str,

@@ -75,14 +75,13 @@ impl Waiter {
         })
     }
 
-    /// Keeps a spent waiter as this thread's spare, if nobody else refers to it.
+    /// Keeps a spent waiter as this thread's spare, if nobody else refers to it. (A load, not
+    /// `Arc::get_mut`'s compare-and-swap: no `Weak` of a waiter is ever made, so one strong
+    /// count is ours alone; `new` takes it back with `get_mut`, which synchronizes.)
     pub(crate) fn recycle(waiter: Arc<Self>) {
         #[cfg(not(loom))]
-        {
-            let mut waiter = waiter;
-            if Arc::get_mut(&mut waiter).is_some() {
-                let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
-            }
+        if Arc::strong_count(&waiter) == 1 {
+            let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
         }
         #[cfg(loom)]
         drop(waiter);
