@@ -13,7 +13,8 @@
 //!   tokio mutexes; A never removes an entry, C removes idle ones), a bare
 //!   `tokio::sync::Mutex`, and tierlock — uncontended, re-entrant, and 8 tasks handing one
 //!   name to each other on 2 workers (a yield inside each critical section, so nearly every
-//!   release is a hand-off).
+//!   release is a hand-off; tierlock twice: with the 1 s timeout of the other rows, which arms
+//!   a timer for every wait, and without a timeout, as the naive lock and the mutex wait).
 //! * **File**: 1,000 zero-timeout cycles, a raw `open + flock + unlock + close` loop against a
 //!   `LockManager` on the file provider (each cycle takes and releases the lock file).
 //! * **Tier vs bypassed**: 8 tasks of this process on one name, 2 workers, through one
@@ -335,8 +336,15 @@ fn handoffs(table: &mut Table, rt: &Runtime, config: &Config) {
             handoffs_of!(rt, mutex, |mutex| mutex.lock().await),
         ),
         (
-            "**tierlock**, memory provider",
+            "**tierlock**, memory provider, 1 s timeout",
             handoffs_of!(rt, locks, |locks| locks.lock(NAME, TIMEOUT).await.unwrap()),
+        ),
+        (
+            "**tierlock**, memory provider, no timeout (`Duration::MAX`: no timer)",
+            handoffs_of!(rt, locks, |locks| locks
+                .lock(NAME, Duration::MAX)
+                .await
+                .unwrap()),
         ),
     ];
     let rounds = paired::run(config.micro_rounds, &mut variants);
