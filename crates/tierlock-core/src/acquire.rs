@@ -6,10 +6,12 @@
 //! look at the waiter's grant (one atomic load) until the turn comes, then hand out the guard;
 //! a turn that must take the external lock continues in the manager's `escalate`.
 //!
-//! Why not an `async fn`: as nested `async fn`s, the ticket and the holder were moved from one
-//! future's state into the next at every layer (store-forwarding stalls in the profile), and
-//! the waker could only be registered by a second poll that locked the waiter. A hand-off is
-//! the hot path of a contended name: by hand, it is a third cheaper in instructions.
+//! Why not an `async fn`: as nested `async fn`s (`acquire`, `wait`, `Queued::wait`), the ticket
+//! and the holder were moved from one future's state into the next at every layer
+//! (store-forwarding stalls: 40% of the old `wait`'s samples in `perf annotate`), and the
+//! waker could only be registered by a later poll, coming back under the lock. A hand-off is
+//! the hot path of a contended name (figures in `docs/benchmarks.md`, "Hand-offs: one
+//! hand-written future").
 //!
 //! # Cancel safety
 //!
@@ -31,7 +33,8 @@ use crate::owner::Owner;
 use crate::table::{Enter, Holder, Queued, Turn};
 
 /// Taking the external lock, boxed: it waits for I/O, and an allocation is small beside that
-/// (inline, its future would make every acquisition's future several times larger).
+/// (inline, the provider's futures would be part of every acquisition's future, fast paths
+/// included).
 type Escalating<'a> = Pin<Box<dyn Future<Output = Result<LockGuard, LockError>> + Send + 'a>>;
 
 /// The future of one acquisition of `name` by the owner `owner` returns (see the module docs).

@@ -10,6 +10,11 @@
 //!
 //! `LOOM_MAX_PREEMPTIONS` (default 3 here) bounds the number of preemptions per execution.
 //!
+//! A party takes a name as the manager's acquisition future does (`Party::take`: the waker
+//! registered in the critical section that queues it); the models of a waiter that withdraws
+//! or is polled once wait through `Queued::wait`, which registers the waker at its first poll,
+//! under the shard lock: both ways of registering are explored.
+//!
 //! Invariants checked in every interleaving:
 //!
 //! * at most one owner is inside the critical section of a name ([`Section`]);
@@ -176,7 +181,9 @@ impl Party {
         guard
     }
 
-    /// Takes the name, without looking at the section.
+    /// Takes the name, without looking at the section, as the manager's acquisition future
+    /// does: the first poll enters with the task's waker (queued with it, if the name is
+    /// held), later polls look at the ticket's turn.
     fn take(&self) -> Guard {
         if let Some(claim) = self.table.reenter(NAME, self.holder) {
             return Guard {
@@ -184,16 +191,29 @@ impl Party {
                 claim: Some(claim),
             };
         }
-        match self.table.enter(NAME, self.holder, true) {
-            Enter::Acquired(key) => Guard::slow(key),
-            Enter::Reentered(key) => Guard::slow(key),
-            Enter::Escalate(escalation) => self.escalate(escalation),
-            Enter::Busy(_) => panic!("busy although the caller may wait"),
-            Enter::Queued(queued) => match loom::future::block_on(queued.wait(None)) {
-                Turn::Granted(key) => Guard::slow(key),
-                Turn::Escalate(escalation) => self.escalate(escalation),
-                Turn::TimedOut(_) => panic!("timed out without a deadline"),
-            },
+        let mut queued = None;
+        let turn = loom::future::block_on(std::future::poll_fn(|cx| match queued.as_mut() {
+            None => {
+                let (tag, owner) = (self.holder.tag, self.holder.owner);
+                match self
+                    .table
+                    .enter_as(NAME, tag, owner, true, Some(cx.waker()))
+                {
+                    Enter::Acquired(key) | Enter::Reentered(key) => Poll::Ready(Turn::Granted(key)),
+                    Enter::Escalate(escalation) => Poll::Ready(Turn::Escalate(escalation)),
+                    Enter::Busy(_) => panic!("busy although the caller may wait"),
+                    Enter::Queued(ticket) => {
+                        queued = Some(ticket);
+                        Poll::Pending
+                    }
+                }
+            }
+            Some(ticket) => ticket.poll_turn(cx, false),
+        }));
+        match turn {
+            Turn::Granted(key) => Guard::slow(key),
+            Turn::Escalate(escalation) => self.escalate(escalation),
+            Turn::TimedOut(_) => panic!("timed out without a deadline"),
         }
     }
 

@@ -50,8 +50,9 @@ impl<'a> Queued<'a> {
     }
 
     /// Waits until the turn comes or `deadline` passes. Cancel-safe: dropping the future drops
-    /// the ticket, which withdraws. (Without a deadline, the ticket itself is the future: awaiting
-    /// it directly saves the hot path of a contended name a layer.)
+    /// the ticket, which withdraws. For waits written as `async` code (the memory provider
+    /// behind the `Provider` trait, the loom models); the manager's acquisition future polls the
+    /// ticket itself ([`poll_turn`](Self::poll_turn)).
     pub(crate) async fn wait(mut self, deadline: Option<Instant>) -> Turn<'a> {
         match deadline {
             None => self.await,
@@ -96,9 +97,7 @@ impl<'a> Queued<'a> {
             Grant::Waiting => Turn::TimedOut(key),
         }
     }
-}
 
-impl<'a> Queued<'a> {
     /// The turn, if it came; else `Pending`, with the task's waker registered (under the shard
     /// lock, see `waiter`) unless `registered` says it already is (the poll that queued it).
     pub(crate) fn poll_turn(&mut self, cx: &mut Context<'_>, registered: bool) -> Poll<Turn<'a>> {
