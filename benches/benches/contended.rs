@@ -19,142 +19,43 @@
 //! every variant once in rotating order, and prints the median and 10th-90th percentile
 //! throughput per variant; load drifts then hit all variants alike. It does the same on a
 //! 1-worker runtime, for comparison.
+//!
+//! The workload (tasks, cycles, rounds, the variants) is `tierlock_benches::handoff`, shared
+//! with `examples/handoff.rs`, which runs chosen variants alone or paired, for profilers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{NaiveStd, SHORT_NAME, TIMEOUT, multi_thread};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tierlock_benches::handoff::{
+    CYCLES, Naive, Section, TASKS, TIMEOUT, Variant, naive, rate, round, tierlock, tokio_mutex,
+};
 use tierlock_core::{LockManager, MemoryProvider};
 
-const TASKS: u64 = 8;
-const CYCLES: u64 = 1_000;
 const WORKERS: usize = 2;
 const INTERLEAVED_ROUNDS: usize = 40;
 
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
-/// Makes the body of one contending task, given the shared counter.
-type Variant = Box<dyn Fn(Arc<AtomicU64>) -> Task>;
-
-/// The critical section: an increment that is only correct under mutual exclusion, with a
-/// yield to the runtime between the read and the write if `yields`.
-async fn critical_section(counter: &AtomicU64, yields: bool) {
-    let value = counter.load(Ordering::Relaxed);
-    if yields {
-        tokio::task::yield_now().await;
-    }
-    counter.store(value + 1, Ordering::Relaxed);
-}
-
-/// One round: `TASKS` tasks each running one variant's body, on a fresh runtime built and shut
-/// down outside the timing (so no runtime's state carries over between rounds or variants).
-fn round(workers: usize, variant: &Variant) -> Duration {
-    let rt = multi_thread(workers);
-    let counter = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    rt.block_on(async {
-        let handles: Vec<_> = (0..TASKS)
-            .map(|_| tokio::spawn(variant(Arc::clone(&counter))))
-            .collect();
-        for handle in handles {
-            handle.await.expect("bench task panicked");
-        }
-    });
-    let elapsed = start.elapsed();
-    drop(rt);
-    assert_eq!(
-        counter.load(Ordering::Relaxed),
-        TASKS * CYCLES,
-        "lost update"
-    );
-    elapsed
-}
-
-fn tierlock(locks: LockManager, timeout: Duration, yields: bool) -> Variant {
-    Box::new(move |counter| {
-        let locks = locks.clone();
-        Box::pin(async move {
-            for _ in 0..CYCLES {
-                let guard = locks.lock(SHORT_NAME, timeout).await.unwrap();
-                critical_section(&counter, yields).await;
-                drop(guard);
-            }
-        })
-    })
-}
-
-/// The naive keyed lock: `which` is 'a' (get then insert), 'b' (entry API), 'c' (A plus
-/// cleanup) or 't' (A with a 1 s timeout around each wait, as tierlock's `lock` has).
-fn naive(which: char, yields: bool) -> Variant {
-    let naive = Arc::new(NaiveStd::new());
-    Box::new(move |counter| {
-        let naive = Arc::clone(&naive);
-        Box::pin(async move {
-            for _ in 0..CYCLES {
-                match which {
-                    'a' => {
-                        let guard = naive.lock_a(SHORT_NAME).await;
-                        critical_section(&counter, yields).await;
-                        drop(guard);
-                    }
-                    'b' => {
-                        let guard = naive.lock_b(SHORT_NAME).await;
-                        critical_section(&counter, yields).await;
-                        drop(guard);
-                    }
-                    'c' => {
-                        let guard = naive.lock_c(SHORT_NAME).await;
-                        critical_section(&counter, yields).await;
-                        drop(guard);
-                    }
-                    _ => {
-                        let guard = tokio::time::timeout(TIMEOUT, naive.lock_a(SHORT_NAME))
-                            .await
-                            .unwrap();
-                        critical_section(&counter, yields).await;
-                        drop(guard);
-                    }
-                }
-            }
-        })
-    })
-}
-
-fn tokio_mutex(yields: bool) -> Variant {
-    let mutex = Arc::new(tokio::sync::Mutex::new(()));
-    Box::new(move |counter| {
-        let mutex = Arc::clone(&mutex);
-        Box::pin(async move {
-            for _ in 0..CYCLES {
-                let guard = mutex.lock().await;
-                critical_section(&counter, yields).await;
-                drop(guard);
-            }
-        })
-    })
-}
-
 fn variants(yields: bool) -> Vec<(&'static str, Variant)> {
     let memory = || LockManager::new(MemoryProvider::new());
+    let section = Section {
+        yields,
+        ..Section::default()
+    };
     vec![
-        ("tierlock_timeout_1s", tierlock(memory(), TIMEOUT, yields)),
+        ("tierlock_timeout_1s", tierlock(memory(), TIMEOUT, section)),
         // `Duration::MAX` has no deadline, so a queued waiter registers no timer.
         (
             "tierlock_no_timeout",
-            tierlock(memory(), Duration::MAX, yields),
+            tierlock(memory(), Duration::MAX, section),
         ),
-        ("naive_a_get_then_insert", naive('a', yields)),
-        ("naive_b_entry", naive('b', yields)),
-        ("naive_c_cleanup", naive('c', yields)),
-        ("naive_a_timeout_1s", naive('t', yields)),
-        ("tokio_mutex", tokio_mutex(yields)),
+        ("naive_a_get_then_insert", naive(Naive::A, section)),
+        ("naive_b_entry", naive(Naive::B, section)),
+        ("naive_c_cleanup", naive(Naive::C, section)),
+        ("naive_a_timeout_1s", naive(Naive::ATimeout, section)),
+        ("tokio_mutex", tokio_mutex(section)),
     ]
 }
 
@@ -164,8 +65,7 @@ fn interleaved(group: &str, workers: usize, variants: &[(&'static str, Variant)]
     for r in 0..INTERLEAVED_ROUNDS {
         for i in 0..variants.len() {
             let v = (i + r) % variants.len();
-            let elapsed = round(workers, &variants[v].1);
-            rates[v].push((TASKS * CYCLES) as f64 / elapsed.as_secs_f64() / 1e6);
+            rates[v].push(rate(round(workers, &variants[v].1)));
         }
     }
     eprintln!(
@@ -209,7 +109,11 @@ fn contended(c: &mut Criterion) {
     for (group_name, yields) in [("contended", false), ("contended_yield", true)] {
         // One round outside the measurement, to report how many turns were local hand-offs.
         let locks = LockManager::new(MemoryProvider::new());
-        round(WORKERS, &tierlock(locks.clone(), TIMEOUT, yields));
+        let section = Section {
+            yields,
+            ..Section::default()
+        };
+        round(WORKERS, &tierlock(locks.clone(), TIMEOUT, section));
         let stats = locks.stats();
         eprintln!(
             "{group_name}: one tierlock round: {} critical sections, {} local hand-offs, {} entries after",

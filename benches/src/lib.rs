@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
+pub mod handoff;
 pub mod naive;
 pub mod paired;
 
