@@ -7,8 +7,8 @@
 //!
 //! When the name goes to a holder, that holder's other waiters (the branches of one task's
 //! `join!`, queued while someone else held the name) must be granted too, as re-entries. Asking
-//! the queue at every hand-off cost a scan of all waiters (measured: a tenth of the
-//! instructions of a hand-off with 7 waiters). So the queue keeps a 64-bit set of its waiters'
+//! the queue at every hand-off cost a scan of all waiters (measured with callgrind: 141
+//! instructions per hand-off with 7 waiters). So the queue keeps a 64-bit set of its waiters'
 //! holders, one bit per holder's hash: while no two waiters share a bit, a holder whose bit is
 //! clear has no waiter, and a grant scans nothing. Once two waiters share a bit (the same holder
 //! twice, or two holders whose hashes collide), the set cannot tell and the next grant scans

@@ -51,8 +51,8 @@ pub(crate) struct Waiter {
 #[cfg(not(loom))]
 thread_local! {
     /// A spent waiter of this thread, kept for its next wait: a hand-off then allocates and
-    /// frees nothing (measured: an eighth of the instructions of a hand-off were `malloc` and
-    /// `free` of the waiter).
+    /// frees nothing (measured with callgrind: `malloc`, `free` and `Arc::drop_slow` of the
+    /// waiter were about 165 instructions per hand-off; the spare costs about 80).
     static SPARE: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
 }
 
