@@ -84,7 +84,7 @@ mod memory;
 mod observe;
 mod shared;
 mod stats;
-// The guard of a held lock.
+// The future of an acquisition, the guard of a held lock.
 mod acquire;
 mod guard;
 // The user-facing manager.
