@@ -549,3 +549,57 @@ async fn a_waiting_lock_wakes_the_waker_of_its_latest_poll() {
         }
     }
 }
+
+/// Many acquisitions, each polled once by the task that made it (queuing it with that task's
+/// waker, or taking the name) and then awaited by another task: the grant must wake the second
+/// task's waker (registered under the shard lock) while other threads release and queue. A lost
+/// wake-up would hang a task: the generous timeout turns that into a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acquisitions_moved_to_other_tasks_while_queued_are_woken() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 200;
+    let locks = LockManager::new(MemoryProvider::new());
+    let counter = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (locks, counter) = (locks.clone(), Arc::clone(&counter));
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let mine = locks.clone();
+                    let mut acquiring =
+                        Box::pin(async move { mine.lock("moved", Duration::MAX).await });
+                    // One poll here: queued with this task's waker, or acquired at once.
+                    let first = std::future::poll_fn(|cx| {
+                        Poll::Ready(acquiring.as_mut().poll(cx).map(|r| r.unwrap()))
+                    })
+                    .await;
+                    let counter = Arc::clone(&counter);
+                    tokio::spawn(async move {
+                        let guard = match first {
+                            Poll::Ready(guard) => guard,
+                            Poll::Pending => acquiring.await.unwrap(),
+                        };
+                        let value = counter.load(Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                        counter.store(value + 1, Ordering::Relaxed);
+                        drop(guard);
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .expect("a moved acquisition was never woken");
+    assert_eq!(counter.load(Ordering::Relaxed), (TASKS * ROUNDS) as u64);
+    assert_eq!(locks.stats().entries, 0);
+}
