@@ -21,7 +21,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{NaiveStd, SHORT_NAME, TIMEOUT, Timed, current_thread, in_task, interleaved};
+use common::{
+    NaiveStd, SHORT_NAME, TIMEOUT, Timed, current_thread, in_task, interleaved, time_pairs,
+};
 use hashbrown::HashTable;
 use smol_str::SmolStr;
 use tierlock_core::{LockManager, MemoryProvider, Owner};
@@ -50,31 +52,16 @@ fn main() {
     let locks = LockManager::new(MemoryProvider::new());
 
     let mut variants: Vec<Timed<'_>> = vec![
-        ("tokio_mutex", {
-            let m = Arc::clone(&tokio_mutex);
-            Box::new(move |iters| {
-                let m = Arc::clone(&m);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(black_box(&*m).lock().await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
-        ("naive_a_get_then_insert", {
-            Box::new(move |iters| {
-                let a = Arc::clone(&naive);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(a.lock_a(black_box(SHORT_NAME)).await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
+        (
+            "tokio_mutex",
+            Box::new(|iters| time_pairs!(rt, tokio_mutex, iters, |m| black_box(&*m).lock().await)),
+        ),
+        (
+            "naive_a_get_then_insert",
+            Box::new(|iters| {
+                time_pairs!(rt, naive, iters, |a| a.lock_a(black_box(SHORT_NAME)).await)
+            }),
+        ),
         ("arc_clone_drop", {
             Box::new(move |iters| {
                 let start = Instant::now();
@@ -162,20 +149,15 @@ fn main() {
                 })
             })
         }),
-        ("tierlock_uncontended", {
-            Box::new(move |iters| {
-                let locks = locks.clone();
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(
-                            locks.lock(black_box(SHORT_NAME), TIMEOUT).await.unwrap(),
-                        ));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
+        (
+            "tierlock_uncontended",
+            Box::new(|iters| {
+                time_pairs!(rt, locks, iters, |locks| locks
+                    .lock(black_box(SHORT_NAME), TIMEOUT)
+                    .await
+                    .unwrap())
+            }),
+        ),
     ];
     interleaved(
         "floor",

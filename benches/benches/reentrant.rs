@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use common::{SHORT_NAME, TIMEOUT, Timed, current_thread, in_task, interleaved};
+use common::{SHORT_NAME, TIMEOUT, Timed, current_thread, in_task, interleaved, time_pairs};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tierlock_core::{LockManager, MemoryProvider};
 
@@ -39,18 +39,12 @@ fn paired(rt: &tokio::runtime::Runtime) {
                 })
             })
         }),
-        ("tokio_mutex", {
-            Box::new(move |iters| {
-                let mutex = Arc::clone(&mutex);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(black_box(&*mutex).lock().await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
+        (
+            "tokio_mutex",
+            Box::new(|iters| {
+                time_pairs!(rt, mutex, iters, |mutex| black_box(&*mutex).lock().await)
+            }),
+        ),
     ];
     interleaved("reentrant", 40, 100_000, &mut variants, &[(0, 1)]);
     assert_eq!(locks.stats().entries, 0);

@@ -32,15 +32,15 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tierlock::{LockManager, MemoryProvider, Provider};
+use tierlock_benches::handoff::{self, Naive, Section};
 use tierlock_benches::naive::NaiveStd as NaiveKeyed;
 use tierlock_benches::paired::{self, Rounds, Variant};
 use tierlock_benches::{
-    Route, assert_every_cycle_external, contend, current_thread, load_average, manager_cycles,
-    multi_thread, raw_flock_cycles,
+    Route, assert_every_cycle_external, contend, current_thread, in_task, load_average,
+    manager_cycles, multi_thread, raw_flock_cycles, time_pairs,
 };
 use tierlock_testkit::CountingProvider;
 use tokio::runtime::Runtime;
@@ -51,9 +51,6 @@ const NAME: &str = "tenant:42:migrate";
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// Operations per batch of the uncontended and re-entrant comparisons.
 const ITERS: u32 = 100_000;
-/// Tasks and cycles per task of the hand-off comparison.
-const HANDOFF_TASKS: u64 = 8;
-const HANDOFF_CYCLES: u64 = 1_000;
 /// Cycles per batch of the file comparison.
 const FILE_CYCLES: usize = 1_000;
 /// Tasks of the tier-vs-bypassed comparisons.
@@ -172,46 +169,10 @@ fn main() {
     }
 }
 
-/// Runs `body` in a task spawned on `rt` (so the lock owner is a task, as in real use).
-fn in_task<F>(rt: &Runtime, body: F) -> Duration
-where
-    F: Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(body).await.expect("bench task panicked") })
-}
-
-/// A variant that times `ITERS` acquire+release pairs in a task on `rt`: each pair awaits
-/// `$lock` (an expression of `$state`, a clone of `$shared`) and drops its guard.
+/// A variant that times `ITERS` acquire+release pairs in a task on `rt` ([`time_pairs!`]).
 macro_rules! pairs_in_task {
     ($rt:expr, $shared:expr, |$state:ident| $lock:expr) => {
-        Box::new(|| {
-            let $state = $shared.clone();
-            in_task($rt, async move {
-                let start = Instant::now();
-                for _ in 0..ITERS {
-                    drop(black_box($lock));
-                }
-                start.elapsed()
-            })
-        })
-    };
-}
-
-/// A variant that times one [`handoff_round`] whose tasks take `$lock` (an expression of
-/// `$state`, a clone of `$shared`) around each critical section.
-macro_rules! handoffs_of {
-    ($rt:expr, $shared:expr, |$state:ident| $lock:expr) => {
-        Box::new(|| {
-            handoff_round($rt, |counter| {
-                let $state = $shared.clone();
-                async move {
-                    for _ in 0..HANDOFF_CYCLES {
-                        let _guard = $lock;
-                        critical_section(&counter).await;
-                    }
-                }
-            })
-        })
+        Box::new(|| time_pairs!($rt, $shared, ITERS, |$state| $lock))
     };
 }
 
@@ -289,69 +250,38 @@ fn reentrant(table: &mut Table, rt: &Runtime, config: &Config) {
     );
 }
 
-/// The critical section of the hand-off comparison: an increment that is only correct under
-/// mutual exclusion, with a yield between the read and the write, so that every other task
-/// queues while the lock is held.
-async fn critical_section(counter: &AtomicU64) {
-    let value = counter.load(Ordering::Relaxed);
-    tokio::task::yield_now().await;
-    counter.store(value + 1, Ordering::Relaxed);
-}
-
-/// `HANDOFF_TASKS` tasks × `HANDOFF_CYCLES` cycles of `section` on `rt`; checks the count.
-fn handoff_round<F, Fut>(rt: &Runtime, section: F) -> Duration
-where
-    F: Fn(Arc<AtomicU64>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let counter = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<Fut> = (0..HANDOFF_TASKS)
-        .map(|_| section(Arc::clone(&counter)))
-        .collect();
-    let elapsed = rt.block_on(async move {
-        let start = Instant::now();
-        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-        for handle in handles {
-            handle.await.expect("a hand-off task panicked");
-        }
-        start.elapsed()
-    });
-    assert_eq!(
-        counter.load(Ordering::Relaxed),
-        HANDOFF_TASKS * HANDOFF_CYCLES,
-        "lost updates: no mutual exclusion"
-    );
-    elapsed
-}
-
 fn handoffs(table: &mut Table, rt: &Runtime, config: &Config) {
+    // A yield between the read and the write of each critical section, so that every other
+    // task queues while the lock is held.
+    let section = Section {
+        yields: true,
+        ..Section::default()
+    };
     let locks = LockManager::new(MemoryProvider::new());
-    let (a, c) = (Arc::new(NaiveKeyed::new()), Arc::new(NaiveKeyed::new()));
-    let mutex = Arc::new(tokio::sync::Mutex::new(()));
-    let mut variants: Vec<Variant<'_>> = vec![
-        ("naive A", handoffs_of!(rt, a, |a| a.lock_a(NAME).await)),
-        ("naive C", handoffs_of!(rt, c, |c| c.lock_c(NAME).await)),
-        (
-            "bare `tokio::sync::Mutex`",
-            handoffs_of!(rt, mutex, |mutex| mutex.lock().await),
-        ),
+    let workloads = [
+        ("naive A", handoff::naive(Naive::A, section)),
+        ("naive C", handoff::naive(Naive::C, section)),
+        ("bare `tokio::sync::Mutex`", handoff::tokio_mutex(section)),
         (
             "**tierlock**, memory provider, 1 s timeout",
-            handoffs_of!(rt, locks, |locks| locks.lock(NAME, TIMEOUT).await.unwrap()),
+            handoff::tierlock(locks.clone(), TIMEOUT, section),
         ),
         (
             "**tierlock**, memory provider, no timeout (`Duration::MAX`: no timer)",
-            handoffs_of!(rt, locks, |locks| locks
-                .lock(NAME, Duration::MAX)
-                .await
-                .unwrap()),
+            handoff::tierlock(locks, Duration::MAX, section),
         ),
     ];
+    let mut variants: Vec<Variant<'_>> = workloads
+        .iter()
+        .map(|(name, workload)| -> Variant<'_> {
+            (name, Box::new(move || handoff::round_on(rt, workload)))
+        })
+        .collect();
     let rounds = paired::run(config.micro_rounds, &mut variants);
     table.comparison(
         "hand-offs: 8 tasks on one name, 2 workers, per critical section",
         &rounds,
-        (HANDOFF_TASKS * HANDOFF_CYCLES) as f64,
+        (handoff::TASKS * handoff::CYCLES) as f64,
         0,
         &[],
     );

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use common::{
     LONG_NAME, NaiveFold, NaiveStd, SHORT_NAME, TIMEOUT, Timed, current_thread, in_task,
-    interleaved,
+    interleaved, time_pairs,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tierlock_core::{LockManager, MemoryProvider};
@@ -30,69 +30,33 @@ fn paired(rt: &tokio::runtime::Runtime) {
     );
     let mutex = Arc::new(tokio::sync::Mutex::new(()));
     let mut variants: Vec<Timed<'_>> = vec![
-        ("tierlock", {
-            let locks = locks.clone();
-            Box::new(move |iters| {
-                let locks = locks.clone();
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(
-                            locks.lock(black_box(SHORT_NAME), TIMEOUT).await.unwrap(),
-                        ));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
-        ("naive_a_get_then_insert", {
-            Box::new(move |iters| {
-                let a = Arc::clone(&a);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(a.lock_a(black_box(SHORT_NAME)).await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
-        ("naive_b_entry", {
-            Box::new(move |iters| {
-                let b = Arc::clone(&b);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(b.lock_b(black_box(SHORT_NAME)).await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
-        ("naive_c_cleanup", {
-            Box::new(move |iters| {
-                let c = Arc::clone(&c);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(c.lock_c(black_box(SHORT_NAME)).await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
-        ("tokio_mutex", {
-            Box::new(move |iters| {
-                let mutex = Arc::clone(&mutex);
-                in_task(rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drop(black_box(black_box(&*mutex).lock().await));
-                    }
-                    start.elapsed()
-                })
-            })
-        }),
+        (
+            "tierlock",
+            Box::new(|iters| {
+                time_pairs!(rt, locks, iters, |locks| locks
+                    .lock(black_box(SHORT_NAME), TIMEOUT)
+                    .await
+                    .unwrap())
+            }),
+        ),
+        (
+            "naive_a_get_then_insert",
+            Box::new(|iters| time_pairs!(rt, a, iters, |a| a.lock_a(black_box(SHORT_NAME)).await)),
+        ),
+        (
+            "naive_b_entry",
+            Box::new(|iters| time_pairs!(rt, b, iters, |b| b.lock_b(black_box(SHORT_NAME)).await)),
+        ),
+        (
+            "naive_c_cleanup",
+            Box::new(|iters| time_pairs!(rt, c, iters, |c| c.lock_c(black_box(SHORT_NAME)).await)),
+        ),
+        (
+            "tokio_mutex",
+            Box::new(|iters| {
+                time_pairs!(rt, mutex, iters, |mutex| black_box(&*mutex).lock().await)
+            }),
+        ),
     ];
     interleaved(
         "uncontended (short name)",

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tierlock::LockManager;
+use tokio::runtime::Runtime;
 
 use crate::multi_thread;
 use crate::naive::NaiveStd;
@@ -55,22 +56,28 @@ pub type Variant = Box<dyn Fn(Arc<AtomicU64>) -> Task>;
 /// rounds or variants). Checks that no update was lost.
 pub fn round(workers: usize, variant: &Variant) -> Duration {
     let rt = multi_thread(workers);
+    let elapsed = round_on(&rt, variant);
+    drop(rt);
+    elapsed
+}
+
+/// One round on `rt`, a runtime that other rounds share. Checks that no update was lost.
+pub fn round_on(rt: &Runtime, variant: &Variant) -> Duration {
     let counter = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    rt.block_on(async {
+    let elapsed = rt.block_on(async {
+        let start = Instant::now();
         let handles: Vec<_> = (0..TASKS)
             .map(|_| tokio::spawn(variant(Arc::clone(&counter))))
             .collect();
         for handle in handles {
             handle.await.expect("bench task panicked");
         }
+        start.elapsed()
     });
-    let elapsed = start.elapsed();
-    drop(rt);
     assert_eq!(
         counter.load(Ordering::Relaxed),
         TASKS * CYCLES,
-        "lost update"
+        "lost update: no mutual exclusion"
     );
     elapsed
 }

@@ -22,6 +22,32 @@ use std::time::{Duration, Instant};
 use tierlock::{LockManager, LockName, Provider};
 use tokio::runtime::Runtime;
 
+/// Runs `body` inside a task spawned on `rt` (so the lock owner is a tokio task, as in real
+/// use, not the `block_on` thread) and returns the time it measured.
+pub fn in_task<F>(rt: &Runtime, body: F) -> Duration
+where
+    F: std::future::Future<Output = Duration> + Send + 'static,
+{
+    rt.block_on(async move { tokio::spawn(body).await.expect("bench task panicked") })
+}
+
+/// Times `$iters` acquire+release pairs in a task on `$rt` ([`in_task`]): each pair awaits
+/// `$lock` (an expression of `$state`, a clone of `$shared`) and drops what it gives.
+#[macro_export]
+macro_rules! time_pairs {
+    ($rt:expr, $shared:expr, $iters:expr, |$state:ident| $lock:expr) => {{
+        let $state = $shared.clone();
+        let iters = $iters;
+        $crate::in_task($rt, async move {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                drop(std::hint::black_box($lock));
+            }
+            start.elapsed()
+        })
+    }};
+}
+
 /// A current-thread runtime (timers enabled, as tierlock's timeouts need them).
 pub fn current_thread() -> Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -18,16 +18,7 @@ pub const SHORT_NAME: &str = "tenant:42:migrate";
 pub const LONG_NAME: &str = "tenant:4242:orders:2024-06:invoice-export:nightly";
 
 pub use tierlock_benches::naive::{CleanupGuard, NaiveFold, NaiveKeyed, NaiveStd};
-pub use tierlock_benches::{current_thread, load_average, multi_thread};
-
-/// Runs `body` inside a spawned task (so the lock owner is a tokio task, as in real use, not
-/// the `block_on` thread) and returns the time it measured.
-pub fn in_task<F>(rt: &Runtime, body: F) -> Duration
-where
-    F: Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(body).await.expect("bench task panicked") })
-}
+pub use tierlock_benches::{current_thread, in_task, load_average, multi_thread, time_pairs};
 
 /// A measured variant for [`interleaved`]: runs `iters` operations and returns the time taken.
 pub type Timed<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
