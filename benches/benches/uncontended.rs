@@ -95,30 +95,14 @@ fn uncontended(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("naive_a_get_then_insert", label), |b| {
             let naive = Arc::new(NaiveStd::new());
             b.iter_custom(|iters| {
-                let naive = Arc::clone(&naive);
-                in_task(&rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let guard = naive.lock_a(black_box(name)).await;
-                        drop(black_box(guard));
-                    }
-                    start.elapsed()
-                })
+                time_pairs!(&rt, naive, iters, |n| n.lock_a(black_box(name)).await)
             });
         });
 
         group.bench_function(BenchmarkId::new("naive_b_entry", label), |b| {
             let naive = Arc::new(NaiveStd::new());
             b.iter_custom(|iters| {
-                let naive = Arc::clone(&naive);
-                in_task(&rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let guard = naive.lock_b(black_box(name)).await;
-                        drop(black_box(guard));
-                    }
-                    start.elapsed()
-                })
+                time_pairs!(&rt, naive, iters, |n| n.lock_b(black_box(name)).await)
             });
         });
 
@@ -144,32 +128,14 @@ fn uncontended(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("naive_a_foldhash", label), |b| {
             let naive = Arc::new(NaiveFold::new());
             b.iter_custom(|iters| {
-                let naive = Arc::clone(&naive);
-                in_task(&rt, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let guard = naive.lock_a(black_box(name)).await;
-                        drop(black_box(guard));
-                    }
-                    start.elapsed()
-                })
+                time_pairs!(&rt, naive, iters, |n| n.lock_a(black_box(name)).await)
             });
         });
     }
 
     group.bench_function("tokio_mutex", |b| {
         let mutex = Arc::new(tokio::sync::Mutex::new(()));
-        b.iter_custom(|iters| {
-            let mutex = Arc::clone(&mutex);
-            in_task(&rt, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let guard = black_box(&*mutex).lock().await;
-                    drop(black_box(guard));
-                }
-                start.elapsed()
-            })
-        });
+        b.iter_custom(|iters| time_pairs!(&rt, mutex, iters, |m| black_box(&*m).lock().await));
     });
 
     group.finish();
