@@ -17,6 +17,12 @@
 //!
 //! Dropping the future drops what it holds: a queued ticket withdraws (passing on a turn that
 //! came meanwhile), an escalation in progress abandons the turn. Nothing is left behind.
+//!
+//! # Pinning
+//!
+//! The future holds the node its task waits in ([`Waiter`]), and the name's queue points to it
+//! while it waits: the future is `!Unpin`, and the node is the one field that is structurally
+//! pinned (never moved, replaced or dropped before the ticket that queued it; see `poll`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +36,7 @@ use crate::name::validate;
 #[cfg(any(feature = "tracing", feature = "metrics"))]
 use crate::observe::Acquisition;
 use crate::owner::Owner;
-use crate::table::{Enter, Holder, Queued, Turn};
+use crate::table::{Enter, Queued, Turn, Waiter};
 
 /// Taking the external lock, boxed: it waits for I/O, and an allocation is small beside that
 /// (inline, the provider's futures would be part of every acquisition's future, fast paths
@@ -50,6 +56,10 @@ pub(crate) struct Acquire<'a, F> {
     /// `tracing` with a subscriber that wants its span).
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     watch: Option<Acquisition<'a>>,
+    /// The node the task waits in if it queues, pinned with the future: the queue and the
+    /// `Queued` ticket in `state` point to it. Declared after `state`, so dropped after the
+    /// ticket (which takes it out of the queue).
+    waiter: Waiter,
 }
 
 /// What the observer of a watched acquisition is told.
@@ -65,7 +75,6 @@ enum State<'a> {
     /// In the name's queue.
     Queued {
         ticket: Queued<'a>,
-        holder: Holder,
         /// When the wait began; `None` without a timeout (then the clock is not read).
         start: Option<Instant>,
         deadline: Option<Instant>,
@@ -94,6 +103,7 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
             state: State::Idle,
             #[cfg(any(feature = "tracing", feature = "metrics"))]
             watch: None,
+            waiter: Waiter::new(),
         }
     }
 
@@ -119,8 +129,20 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
         if let Err(invalid) = validate(name) {
             return Some(self.done(Err(invalid)));
         }
-        let may_wait = !timeout.is_zero();
-        match (inner.table).enter_as(name, holder.tag, holder.owner, may_wait, Some(cx.waker())) {
+        let waiter = if timeout.is_zero() {
+            None
+        } else {
+            // SAFETY: `start` is only called by `poll`, on a pinned future, which is `!Unpin`
+            // (the node's `PhantomPinned`): the node stays where it is until the future is
+            // dropped, and its memory is not reused before its `Drop` runs. The lifetime `'a`
+            // outlives the future, but the reference given out with it only goes into the
+            // `Queued` ticket that `enter_as` returns, which is kept in `self.state` (dropped
+            // before the node, the later field) or dropped in the poll that takes it out.
+            // Nothing else of what `enter_as` returns refers to the node.
+            #[allow(unsafe_code)]
+            Some(unsafe { Pin::new_unchecked(&*std::ptr::from_ref(&self.waiter)) })
+        };
+        match (inner.table).enter_as(name, holder.tag, holder.owner, waiter, Some(cx.waker())) {
             Enter::Acquired(key) => Some(self.done(Ok(manager.guard(key, holder)))),
             Enter::Reentered(key) => {
                 self.watch(Event::Reentered);
@@ -143,7 +165,6 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                 let deadline = start.and_then(|start| start.checked_add(timeout));
                 self.begin(State::Queued {
                     ticket,
-                    holder,
                     start,
                     deadline,
                     timer: None,
@@ -172,7 +193,6 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
     fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<LockGuard, LockError>> {
         let State::Queued {
             ticket,
-            holder,
             start,
             deadline,
             timer,
@@ -195,13 +215,15 @@ impl<'a, F: FnOnce() -> Owner> Acquire<'a, F> {
                 ticket.time_out()
             }
         };
-        let (holder, start, deadline) = (*holder, *start, *deadline);
+        let (holder, start, deadline) = (ticket.holder(), *start, *deadline);
         let manager = self.manager;
         // The spent ticket and the timer go, dropped as what they are (assigning `Idle` would
         // call the drop of the whole state enum: measured, a twentieth of a hand-off).
         if let State::Queued { ticket, timer, .. } = std::mem::replace(&mut self.state, State::Idle)
         {
-            drop(timer);
+            if timer.is_some() {
+                drop(timer);
+            }
             drop(ticket);
         }
         match turn {
@@ -257,7 +279,12 @@ impl<F: FnOnce() -> Owner + Unpin> Future for Acquire<'_, F> {
     type Output = Result<LockGuard, LockError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        // SAFETY: the only structurally pinned field is `waiter` (module docs), which nothing
+        // here moves or replaces; the other fields are used as if unpinned (the ticket holds a
+        // shared reference to the node, not to its own place). The `&mut` does not assert
+        // uniqueness over the node: the future is `!Unpin`, and the node's state is atomic.
+        #[allow(unsafe_code)]
+        let this = unsafe { self.get_unchecked_mut() };
         if let Some(owner) = this.owner.take() {
             if let Some(poll) = this.start(owner, cx) {
                 return poll;

@@ -8,7 +8,7 @@ use crate::name::LockName;
 use crate::owner::Owner;
 use crate::provider::{BoxFuture, ExternalLock, Provider, WaitStrategy};
 use crate::shards::Key;
-use crate::table::{Enter, Holder, Mode, Table, Turn};
+use crate::table::{Enter, Holder, Mode, Table, Turn, Waiter};
 
 /// A provider that excludes only within this process: for tests and single-process apps.
 ///
@@ -87,7 +87,10 @@ impl Provider for MemoryProvider {
                 owner: Owner::new_unique(),
             };
             let may_wait = deadline.is_none_or(|d| d > Instant::now());
-            let key = match self.table.enter(name.as_str(), holder, may_wait) {
+            // The node this wait is queued in, pinned in this future (see `table::waiter`).
+            let waiter = std::pin::pin!(Waiter::new());
+            let waiter = may_wait.then_some(waiter.as_ref());
+            let key = match self.table.enter(name.as_str(), holder, waiter) {
                 Enter::Acquired(key) => Some(key),
                 Enter::Queued(queued) => match queued.wait(deadline).await {
                     Turn::Granted(key) => Some(key),

@@ -66,10 +66,13 @@ mod count;
 mod models;
 mod queue;
 mod recent;
+#[cfg(all(test, not(loom)))]
+mod threads;
 mod tickets;
 mod waiter;
 
 use std::fmt;
+use std::pin::Pin;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -83,7 +86,8 @@ use queue::Queue;
 pub(crate) use recent::Claim;
 use recent::Fast;
 pub(crate) use tickets::{Escalation, Queued, Turn};
-use waiter::{Grant, Waiter, Wakeups};
+pub(crate) use waiter::Waiter;
+use waiter::{Grant, Node, Wakeups};
 
 /// Who holds an entry: an owner, tagged with the manager it acquired through (so that two
 /// managers sharing one table exclude each other even for the same task).
@@ -363,10 +367,16 @@ impl Table {
     }
 
     /// Registers `holder`'s request for `name`: takes it, re-enters it through the map, or
-    /// queues behind the current holder (only if `may_wait`).
+    /// queues behind the current holder, in `waiter` (only if given: else the caller may not
+    /// wait). A waiter is queued at most once; the [`Queued`] ticket borrows it.
     #[inline(always)]
-    pub(crate) fn enter(&self, name: &str, holder: Holder, may_wait: bool) -> Enter<'_> {
-        self.enter_as(name, holder.tag, holder.owner, may_wait, None)
+    pub(crate) fn enter<'a>(
+        &'a self,
+        name: &str,
+        holder: Holder,
+        waiter: Option<Pin<&'a Waiter>>,
+    ) -> Enter<'a> {
+        self.enter_as(name, holder.tag, holder.owner, waiter, None)
     }
 
     /// [`enter`](Self::enter) with the holder in parts. The manager calls this: a `Holder` is
@@ -377,21 +387,21 @@ impl Table {
     /// `waker`, if given, is the task's to wake when a queued waiter is granted: registered in
     /// the same critical section that queues it, so that the poll that queued it need not come
     /// back under the lock to register it.
-    pub(crate) fn enter_as(
-        &self,
+    pub(crate) fn enter_as<'a>(
+        &'a self,
         name: &str,
         tag: u64,
         owner: Owner,
-        may_wait: bool,
+        waiter: Option<Pin<&'a Waiter>>,
         waker: Option<&Waker>,
-    ) -> Enter<'_> {
+    ) -> Enter<'a> {
         let holder = Holder { tag, owner };
         enum Found {
             Acquired,
             Reentered,
             Escalate,
             Busy,
-            Queued(Arc<Waiter>),
+            Queued,
         }
         let escalates = self.escalates();
         let take = |entry: &mut Entry| {
@@ -424,10 +434,11 @@ impl Table {
                         // 2^32 - 1 live guards: unreachable in practice, and never a hang.
                         Found::Busy
                     }
-                } else if may_wait {
-                    let waiter = Waiter::new(holder);
-                    entry.queue.push(Arc::clone(&waiter), waker.cloned());
-                    Found::Queued(waiter)
+                } else if let Some(waiter) = waiter {
+                    debug_assert_eq!(waiter.grant_state(), Grant::Idle, "a waiter queued twice");
+                    waiter.set(Grant::Waiting);
+                    entry.queue.push(Node::new(waiter), holder, waker.cloned());
+                    Found::Queued
                 } else {
                     Found::Busy
                 };
@@ -439,18 +450,22 @@ impl Table {
             Found::Reentered => Enter::Reentered(key),
             Found::Escalate => Enter::Escalate(Escalation::new(self, key, holder)),
             Found::Busy => Enter::Busy(key),
-            Found::Queued(waiter) => Enter::Queued(Queued::new(self, key, waiter)),
+            Found::Queued => match waiter {
+                Some(waiter) => Enter::Queued(Queued::new(self, key, waiter, holder)),
+                None => Enter::Busy(key),
+            },
         }
     }
 
-    /// Takes `waiter` out of the queue if it is still waiting; otherwise returns the turn it
-    /// was given (which the caller now owns).
-    fn withdraw(&self, key: &Key, waiter: &Arc<Waiter>) -> Grant {
+    /// Takes `waiter` out of the queue if it is still waiting (it is `Idle` again); otherwise
+    /// returns the turn it was given (which the caller now owns).
+    fn withdraw(&self, key: &Key, waiter: Pin<&Waiter>) -> Grant {
         let grant = self.entries.with(key, |entry| {
             let grant = waiter.grant_state();
             if grant == Grant::Waiting {
-                let removed = entry.queue.remove(waiter);
+                let removed = entry.queue.remove(Node::new(waiter));
                 debug_assert!(removed, "a waiting waiter was not in its queue");
+                waiter.set(Grant::Idle);
             }
             grant
         });
@@ -460,9 +475,9 @@ impl Table {
 
     /// Makes `waiter` (queued for `key`) wake `waker` when it is granted. Returns its grant: still
     /// `Waiting` if the waker is registered, else the turn it was given meanwhile.
-    fn register(&self, key: &Key, waiter: &Arc<Waiter>, waker: &Waker) -> Grant {
+    fn register(&self, key: &Key, waiter: Pin<&Waiter>, waker: &Waker) -> Grant {
         let grant = self.entries.with(key, |entry| {
-            if entry.queue.register(waiter, waker) {
+            if entry.queue.register(Node::new(waiter), waker) {
                 Grant::Waiting
             } else {
                 // Out of the queue, under this lock: granted (a withdrawal is its own caller's).
@@ -563,17 +578,17 @@ impl Table {
 
     /// Makes the head of the queue the holder. The entry's holder must have let go.
     fn grant_next(&self, entry: &mut Entry, wakeups: &mut Wakeups) {
-        let Some((next, waker)) = entry.queue.pop() else {
+        let Some(next) = entry.queue.pop() else {
             return;
         };
         entry.holder = next.holder;
         if entry.external.is_some() || !self.escalates() {
-            next.grant(Grant::Granted, waker, wakeups);
+            next.node.grant(Grant::Granted, next.waker, wakeups);
             let guards = 1 + grant_reentries(entry, next.bit, wakeups);
             entry.start_turn(guards);
         } else {
             entry.hold = Hold::Escalating;
-            next.grant(Grant::Escalate, waker, wakeups);
+            next.node.grant(Grant::Escalate, next.waker, wakeups);
         }
     }
 
@@ -679,7 +694,7 @@ impl Table {
 /// how many were granted: the caller counts them in the turn it starts.
 fn grant_reentries(entry: &mut Entry, bit: u64, wakeups: &mut Wakeups) -> u32 {
     let holder = entry.holder;
-    entry.queue.take_holder(&holder, bit, |waiter, waker| {
-        waiter.grant(Grant::Granted, waker, wakeups);
+    entry.queue.take_holder(&holder, bit, |node, waker| {
+        node.grant(Grant::Granted, waker, wakeups);
     })
 }

@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::thread;
 
-use super::{Claim, Enter, Escalation, Hold, Holder, Mode, Outcome, Release, Table, Turn};
+use super::{Claim, Enter, Escalation, Hold, Holder, Mode, Outcome, Release, Table, Turn, Waiter};
 use crate::owner::Owner;
 use crate::provider::{BoxFuture, ExternalLock, LostSignal};
 use crate::shards::Key;
@@ -191,13 +191,15 @@ impl Party {
                 claim: Some(claim),
             };
         }
+        let waiter = pin!(Waiter::new());
+        let waiter = waiter.into_ref();
         let mut queued = None;
         let turn = loom::future::block_on(std::future::poll_fn(|cx| match queued.as_mut() {
             None => {
                 let (tag, owner) = (self.holder.tag, self.holder.owner);
                 match self
                     .table
-                    .enter_as(NAME, tag, owner, true, Some(cx.waker()))
+                    .enter_as(NAME, tag, owner, Some(waiter), Some(cx.waker()))
                 {
                     Enter::Acquired(key) | Enter::Reentered(key) => Poll::Ready(Turn::Granted(key)),
                     Enter::Escalate(escalation) => Poll::Ready(Turn::Escalate(escalation)),
@@ -359,7 +361,8 @@ fn loom_waiter_withdrawn_while_granted() {
 
         let b = Party::new(&table, &remote, &section);
         let quitter = thread::spawn(move || {
-            if let Enter::Queued(queued) = b.table.enter(NAME, b.holder, true) {
+            let waiter = pin!(Waiter::new());
+            if let Enter::Queued(queued) = b.table.enter(NAME, b.holder, Some(waiter.into_ref())) {
                 let mut wait = pin!(queued.wait(None));
                 if let Poll::Ready(turn) = poll_once(wait.as_mut()) {
                     // The turn came at once: a lock the caller lets go of unused.
@@ -388,15 +391,18 @@ fn loom_grant_abandoned_during_escalation() {
         let remote = Arc::new(Remote::default());
         let section = Arc::new(Section::default());
         let a = Party::new(&table, &remote, &section);
-        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, true) else {
+        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, None) else {
             panic!("the first request did not escalate");
         };
 
         let b = Party::new(&table, &remote, &section);
-        let quitter = thread::spawn(move || match b.table.enter(NAME, b.holder, true) {
-            Enter::Escalate(escalation) => drop(escalation),
-            Enter::Queued(queued) => b.give_up(loom::future::block_on(queued.wait(None))),
-            _ => panic!("unexpected"),
+        let quitter = thread::spawn(move || {
+            let waiter = pin!(Waiter::new());
+            match b.table.enter(NAME, b.holder, Some(waiter.into_ref())) {
+                Enter::Escalate(escalation) => drop(escalation),
+                Enter::Queued(queued) => b.give_up(loom::future::block_on(queued.wait(None))),
+                _ => panic!("unexpected"),
+            }
         });
         let c = Party::new(&table, &remote, &section);
         let patient = thread::spawn(move || {
@@ -493,18 +499,21 @@ fn loom_reentry_queued_during_escalation() {
         let remote = Arc::new(Remote::default());
         let section = Arc::new(Section::default());
         let a = Party::new(&table, &remote, &section);
-        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, true) else {
+        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, None) else {
             panic!("the first request did not escalate");
         };
         let branch = thread::spawn({
             let a = a.clone();
-            move || match a.table.enter(NAME, a.holder, true) {
-                Enter::Queued(queued) => match loom::future::block_on(queued.wait(None)) {
-                    Turn::Granted(key) => Guard::slow(key),
-                    _ => panic!("a queued re-entry was not granted"),
-                },
-                Enter::Reentered(key) => Guard::slow(key),
-                _ => panic!("unexpected"),
+            move || {
+                let waiter = pin!(Waiter::new());
+                match a.table.enter(NAME, a.holder, Some(waiter.into_ref())) {
+                    Enter::Queued(queued) => match loom::future::block_on(queued.wait(None)) {
+                        Turn::Granted(key) => Guard::slow(key),
+                        _ => panic!("a queued re-entry was not granted"),
+                    },
+                    Enter::Reentered(key) => Guard::slow(key),
+                    _ => panic!("unexpected"),
+                }
             }
         });
         let b = Party::new(&table, &remote, &section);
@@ -534,7 +543,7 @@ fn deadline_passes_as_the_turn_comes(abandon: bool) {
     let section = Arc::new(Section::default());
     let a = Party::new(&table, &remote, &section);
     let (escalation, key) = if abandon {
-        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, true) else {
+        let Enter::Escalate(escalation) = table.enter(NAME, a.holder, None) else {
             panic!("the first request did not escalate");
         };
         (Some(escalation), None)
@@ -543,10 +552,13 @@ fn deadline_passes_as_the_turn_comes(abandon: bool) {
     };
 
     let b = Party::new(&table, &remote, &section);
-    let late = thread::spawn(move || match b.table.enter(NAME, b.holder, true) {
-        Enter::Queued(mut queued) => b.give_up(queued.time_out()),
-        Enter::Escalate(escalation) => drop(escalation),
-        _ => panic!("unexpected"),
+    let late = thread::spawn(move || {
+        let waiter = pin!(Waiter::new());
+        match b.table.enter(NAME, b.holder, Some(waiter.into_ref())) {
+            Enter::Queued(mut queued) => b.give_up(queued.time_out()),
+            Enter::Escalate(escalation) => drop(escalation),
+            _ => panic!("unexpected"),
+        }
     });
     let c = Party::new(&table, &remote, &section);
     let patient = thread::spawn(move || {

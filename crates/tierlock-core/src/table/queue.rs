@@ -1,9 +1,9 @@
-//! A name's FIFO queue of local waiters, with the waker of each waiting task, which knows
-//! without a scan whether a holder has a waiter in it.
+//! A name's FIFO queue of local waiters: a pointer to each waiter's node, with its holder and
+//! the waker of its task, which knows without a scan whether a holder has a waiter in it.
 //!
-//! The wakers live here, under the shard lock, rather than in the waiters: the grant that takes
-//! a waiter out of the queue takes its waker with it, and locks nothing else (see
-//! [`super::waiter`]).
+//! The holders and wakers live here, under the shard lock, rather than in the nodes: the grant
+//! that takes a waiter out of the queue takes them with it, and touches the node only to write
+//! its state (see [`super::waiter`]).
 //!
 //! When the name goes to a holder, that holder's other waiters (the branches of one task's
 //! `join!`, queued while someone else held the name) must be granted too, as re-entries. Asking
@@ -19,8 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::task::Waker;
 
 use super::Holder;
-use super::waiter::Waiter;
-use crate::sync::Arc;
+use super::waiter::Node;
 
 /// The waiters of one name, oldest first.
 #[derive(Default)]
@@ -41,37 +40,43 @@ impl Queue {
         self.waiters.len()
     }
 
-    /// Appends `waiter`, to wake `waker` (if any yet) when it is granted.
-    pub(super) fn push(&mut self, waiter: Arc<Waiter>, waker: Option<Waker>) {
-        let bit = waiter.bit;
+    /// Appends the waiter `node` of `holder`, to wake `waker` (if any yet) when it is granted.
+    pub(super) fn push(&mut self, node: Node, holder: Holder, waker: Option<Waker>) {
+        let bit = bit(&holder);
         if self.holders & bit != 0 {
             self.shared = true;
         }
         self.holders |= bit;
-        self.waiters.push_back(Place { waiter, waker });
+        self.waiters.push_back(Place {
+            node,
+            holder,
+            bit,
+            waker,
+        });
     }
 
-    /// Takes the oldest waiter out, with its waker.
-    pub(super) fn pop(&mut self) -> Option<(Arc<Waiter>, Option<Waker>)> {
-        let Place { waiter, waker } = self.waiters.pop_front()?;
-        self.forget(waiter.bit);
-        Some((waiter, waker))
+    /// Takes the oldest waiter out.
+    pub(super) fn pop(&mut self) -> Option<Place> {
+        let place = self.waiters.pop_front()?;
+        self.forget(place.bit);
+        Some(place)
     }
 
-    /// Takes `waiter` out, wherever it is; false if it was not queued.
-    pub(super) fn remove(&mut self, waiter: &Arc<Waiter>) -> bool {
-        let Some(at) = self.position(waiter) else {
+    /// Takes `node` out, wherever it is; false if it was not queued.
+    pub(super) fn remove(&mut self, node: Node) -> bool {
+        let Some(at) = self.position(node) else {
             return false;
         };
-        self.waiters.remove(at);
-        self.forget(waiter.bit);
+        if let Some(place) = self.waiters.remove(at) {
+            self.forget(place.bit);
+        }
         true
     }
 
-    /// Makes `waiter` wake `waker` when it is granted, unless the waker it has would wake the
-    /// same task; false if `waiter` is not queued (it was granted or withdrew).
-    pub(super) fn register(&mut self, waiter: &Arc<Waiter>, waker: &Waker) -> bool {
-        let Some(at) = self.position(waiter) else {
+    /// Makes `node` wake `waker` when it is granted, unless the waker it has would wake the
+    /// same task; false if `node` is not queued (it was granted or withdrew).
+    pub(super) fn register(&mut self, node: Node, waker: &Waker) -> bool {
+        let Some(at) = self.position(node) else {
             return false;
         };
         let slot = &mut self.waiters[at].waker;
@@ -88,7 +93,7 @@ impl Queue {
         &mut self,
         holder: &Holder,
         bit: u64,
-        f: impl FnMut(&Waiter, Option<Waker>),
+        f: impl FnMut(Node, Option<Waker>),
     ) -> u32 {
         if !self.shared && self.holders & bit == 0 {
             return 0;
@@ -98,17 +103,17 @@ impl Queue {
 
     /// [`take_holder`](Self::take_holder) when the set cannot rule `holder` out.
     #[inline(never)]
-    fn scan_holder(&mut self, holder: &Holder, mut f: impl FnMut(&Waiter, Option<Waker>)) -> u32 {
+    fn scan_holder(&mut self, holder: &Holder, mut f: impl FnMut(Node, Option<Waker>)) -> u32 {
         let mut taken = 0;
         let (mut holders, mut shared) = (0, false);
         self.waiters.retain_mut(|place| {
-            if place.waiter.holder == *holder {
-                f(&place.waiter, place.waker.take());
+            if place.holder == *holder {
+                f(place.node, place.waker.take());
                 taken += 1;
                 return false;
             }
-            shared |= holders & place.waiter.bit != 0;
-            holders |= place.waiter.bit;
+            shared |= holders & place.bit != 0;
+            holders |= place.bit;
             true
         });
         (self.holders, self.shared) = (holders, shared);
@@ -123,10 +128,8 @@ impl Queue {
         }
     }
 
-    fn position(&self, waiter: &Arc<Waiter>) -> Option<usize> {
-        self.waiters
-            .iter()
-            .position(|place| Arc::ptr_eq(&place.waiter, waiter))
+    fn position(&self, node: Node) -> Option<usize> {
+        self.waiters.iter().position(|place| place.node == node)
     }
 
     /// A waiter whose holder's bit is `bit` left.
@@ -140,14 +143,17 @@ impl Queue {
 }
 
 /// A waiter's place in the queue.
-struct Place {
-    waiter: Arc<Waiter>,
+pub(super) struct Place {
+    pub(super) node: Node,
+    pub(super) holder: Holder,
+    /// The holder's [`bit`].
+    pub(super) bit: u64,
     /// The task to wake when the waiter is granted; `None` until the waiting future registered
     /// it (when the waiter was queued without one).
-    waker: Option<Waker>,
+    pub(super) waker: Option<Waker>,
 }
 
-/// The bit of `holder` in a queue's set: the top 6 bits of a multiplicative hash. Each waiter
+/// The bit of `holder` in a queue's set: the top 6 bits of a multiplicative hash. Each place
 /// keeps its holder's (computed once per wait).
 pub(super) fn bit(holder: &Holder) -> u64 {
     let mut hasher = Mix(0);
@@ -185,8 +191,11 @@ impl Hasher for Mix {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::pin::Pin;
+
     use super::*;
     use crate::owner::Owner;
+    use crate::table::Waiter;
 
     fn holder() -> Holder {
         Holder {
@@ -200,7 +209,7 @@ mod tests {
         queue
             .waiters
             .iter()
-            .filter(|place| place.waiter.holder == *holder)
+            .filter(|place| place.holder == *holder)
             .count()
     }
 
@@ -209,6 +218,8 @@ mod tests {
         // Many holders, so that bits collide; twins pushed at random places; every answer of
         // `take_holder` is compared with a scan.
         let holders: Vec<Holder> = (0..200).map(|_| holder()).collect();
+        // Nodes to point to (never dereferenced by the queue; left `Idle`).
+        let nodes: Vec<Pin<Box<Waiter>>> = (0..20_000).map(|_| Box::pin(Waiter::new())).collect();
         let mut queue = Queue::default();
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut next = |n: usize| {
@@ -221,22 +232,22 @@ mod tests {
             match next(4) {
                 0 | 1 => {
                     let holder = holders[next(if round % 2 == 0 { 8 } else { 200 })];
-                    queue.push(Waiter::new(holder), None);
+                    queue.push(Node::new(nodes[round].as_ref()), holder, None);
                 }
                 2 => {
-                    if let Some((waiter, _)) = queue.pop() {
-                        let expected = scan(&queue, &waiter.holder);
-                        let taken = queue.take_holder(&waiter.holder, waiter.bit, |_, _| {});
+                    if let Some(place) = queue.pop() {
+                        let expected = scan(&queue, &place.holder);
+                        let taken = queue.take_holder(&place.holder, place.bit, |_, _| {});
                         assert_eq!(taken as usize, expected, "round {round}");
-                        assert_eq!(scan(&queue, &waiter.holder), 0);
+                        assert_eq!(scan(&queue, &place.holder), 0);
                     }
                 }
                 _ => {
                     if !queue.is_empty() {
                         let at = next(queue.len());
-                        let waiter = Arc::clone(&queue.waiters[at].waiter);
-                        assert!(queue.remove(&waiter));
-                        assert!(!queue.remove(&waiter));
+                        let node = queue.waiters[at].node;
+                        assert!(queue.remove(node));
+                        assert!(!queue.remove(node));
                     }
                 }
             }

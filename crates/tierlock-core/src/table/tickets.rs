@@ -20,7 +20,6 @@ use std::time::Instant;
 use super::{Grant, Holder, Table, Waiter};
 use crate::provider::ExternalLock;
 use crate::shards::Key;
-use crate::sync::Arc;
 
 /// What waiting in the queue gave.
 pub(crate) enum Turn<'a> {
@@ -32,21 +31,29 @@ pub(crate) enum Turn<'a> {
     TimedOut(Key),
 }
 
-/// A place in a name's queue (see the module docs).
+/// A place in a name's queue (see the module docs): the queued waiter node, which the ticket
+/// borrows (the node outlives it, and the ticket takes the node out of the queue when dropped).
 pub(crate) struct Queued<'a> {
     table: &'a Table,
     key: Key,
     /// `None` once the ticket was completed.
-    waiter: Option<Arc<Waiter>>,
+    waiter: Option<Pin<&'a Waiter>>,
+    holder: Holder,
 }
 
 impl<'a> Queued<'a> {
-    pub(super) fn new(table: &'a Table, key: Key, waiter: Arc<Waiter>) -> Self {
+    pub(super) fn new(table: &'a Table, key: Key, waiter: Pin<&'a Waiter>, holder: Holder) -> Self {
         Queued {
             table,
             key,
             waiter: Some(waiter),
+            holder,
         }
+    }
+
+    /// The waiting holder.
+    pub(crate) fn holder(&self) -> Holder {
+        self.holder
     }
 
     /// Waits until the turn comes or `deadline` passes. Cancel-safe: dropping the future drops
@@ -67,10 +74,10 @@ impl<'a> Queued<'a> {
     /// kept (the lock is the caller's); a late escalation is abandoned (no time is left to
     /// take the external lock).
     pub(crate) fn time_out(&mut self) -> Turn<'a> {
-        let grant = match &self.waiter {
+        let grant = match self.waiter {
             Some(waiter) => match self.table.withdraw(&self.key, waiter) {
                 Grant::Escalate => {
-                    drop(Escalation::new(self.table, self.key.clone(), waiter.holder));
+                    drop(Escalation::new(self.table, self.key.clone(), self.holder));
                     Grant::Waiting
                 }
                 grant => grant,
@@ -84,24 +91,22 @@ impl<'a> Queued<'a> {
     /// the turn).
     fn complete(&mut self, grant: Grant) -> Turn<'a> {
         let table = self.table;
-        let Some(waiter) = self.waiter.take() else {
+        if self.waiter.take().is_none() {
             debug_assert!(false, "a queued ticket was completed twice");
             return Turn::TimedOut(self.key.clone());
-        };
+        }
         let key = self.key.take();
-        let holder = waiter.holder;
-        Waiter::recycle(waiter);
         match grant {
             Grant::Granted => Turn::Granted(key),
-            Grant::Escalate => Turn::Escalate(Escalation::new(table, key, holder)),
-            Grant::Waiting => Turn::TimedOut(key),
+            Grant::Escalate => Turn::Escalate(Escalation::new(table, key, self.holder)),
+            Grant::Waiting | Grant::Idle => Turn::TimedOut(key),
         }
     }
 
     /// The turn, if it came; else `Pending`, with the task's waker registered (under the shard
     /// lock, see `waiter`) unless `registered` says it already is (the poll that queued it).
     pub(crate) fn poll_turn(&mut self, cx: &mut Context<'_>, registered: bool) -> Poll<Turn<'a>> {
-        let grant = match &self.waiter {
+        let grant = match self.waiter {
             Some(waiter) => match waiter.grant_state() {
                 Grant::Waiting if registered => return Poll::Pending,
                 Grant::Waiting => match self.table.register(&self.key, waiter, cx.waker()) {
@@ -127,22 +132,32 @@ impl<'a> Future for Queued<'a> {
 }
 
 impl Drop for Queued<'_> {
+    /// A spent ticket (the common case: its wait ended) has nothing to undo; only a ticket
+    /// dropped while it waits withdraws (out of line).
+    #[inline]
     fn drop(&mut self) {
-        let Some(waiter) = self.waiter.take() else {
-            return;
-        };
+        if let Some(waiter) = self.waiter.take() {
+            self.withdraw_dropped(waiter);
+        }
+    }
+}
+
+impl Queued<'_> {
+    /// Withdraws the waiter of a ticket dropped before its wait ended (the `lock` future
+    /// cancelled), passing on a turn that came meanwhile.
+    #[inline(never)]
+    fn withdraw_dropped(&mut self, waiter: Pin<&Waiter>) {
         let (table, key) = (self.table, &self.key);
-        match table.withdraw(key, &waiter) {
-            Grant::Waiting => {}
-            Grant::Escalate => drop(Escalation::new(table, key.clone(), waiter.holder)),
+        match table.withdraw(key, waiter) {
+            Grant::Waiting | Grant::Idle => {}
+            Grant::Escalate => drop(Escalation::new(table, key.clone(), self.holder)),
             Grant::Granted => {
-                let release = table.release_key(key, &waiter.holder);
+                let release = table.release_key(key, &self.holder);
                 if let Some(external) = release.external {
                     table.dispose(external);
                 }
             }
         }
-        Waiter::recycle(waiter);
     }
 }
 

@@ -1,19 +1,42 @@
-//! A task queued for a name: its [`Grant`] state, and the wakers of granted waiters.
+//! A task's place-holder while it waits for a name: its [`Grant`] state, and the wakers of
+//! granted waiters.
 //!
-//! The state goes one way: `Waiting` → `Granted` or `Waiting` → `Escalate`, written once by the
-//! releasing (or abandoning) side with the entry's shard locked. The waiting side reads it
-//! without the lock. The waiting task's waker is not here but in the waiter's place in the
-//! queue ([`super::queue`]), under the same shard lock: the grant takes it in the critical
-//! section that writes the state, and a task that must register another waker does it under
-//! that lock too, finding its place gone if it was granted meanwhile. So no wake-up is lost,
-//! and a hand-off locks nothing but the shard.
+//! A [`Waiter`] is a node that lives in the waiting future itself (the manager's acquisition
+//! future, or a pinned local of an `async` wait), pinned there; the name's queue keeps a
+//! pointer to it ([`super::queue`]), as tokio's semaphore keeps its waiters. So a wait
+//! allocates nothing and shares no reference count: the `Arc<Waiter>` it replaced cost three
+//! atomic read-modify-writes per hand-off, one of them under the shard lock (figures in
+//! `docs/benchmarks.md`, "Hand-offs: the waiter in the future").
+//!
+//! The state goes one way per wait: `Idle` → `Waiting` when the node is queued, then
+//! `Granted`, `Escalate` (both written by the releasing or abandoning side) or back to `Idle`
+//! (withdrawn by its own side), every write with the entry's shard lock held. The waiting side
+//! reads it without the lock. The waiting task's waker is not here but in the node's place in
+//! the queue, under the same shard lock: the grant takes it in the critical section that
+//! writes the state, and a task that must register another waker does it under that lock too,
+//! finding its place gone if it was granted meanwhile. So no wake-up is lost, and a hand-off
+//! locks nothing but the shard.
+//!
+//! # Why the queue's pointers are valid
+//!
+//! A node is in a queue exactly while its state is `Waiting`: it is pushed and set `Waiting`
+//! in one critical section ([`Table::enter_as`](super::Table::enter_as)), and it leaves in the
+//! critical section that sets another state (a grant, or the withdrawal of its
+//! [`Queued`](super::Queued) ticket). A node is `!Unpin` and only ever queued through a
+//! `Pin<&Waiter>`, so its memory stays valid until its `Drop` runs (the `Pin` drop guarantee),
+//! and that `Drop` aborts the process if the node is still `Waiting` (only a leaked ticket can
+//! make it so: the ticket borrows the node, and withdraws when dropped). Every pointer in a
+//! queue therefore points to a live node. The granting side writes the state last and touches
+//! the node no more: from that store on, the waiting side may free it.
 
+use std::marker::PhantomPinned;
+use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::Waker;
 
-use crate::sync::{Arc, AtomicU8, Ordering};
-use crate::table::{Holder, queue};
+use crate::sync::{AtomicU8, Ordering};
 
-/// Where a queued waiter stands.
+/// Where a waiter stands.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Grant {
@@ -23,6 +46,8 @@ pub(crate) enum Grant {
     Granted = 1,
     /// Out of the queue and the holder, but must take the external lock first.
     Escalate = 2,
+    /// Not queued: not yet, or withdrawn.
+    Idle = 3,
 }
 
 impl Grant {
@@ -31,60 +56,31 @@ impl Grant {
             0 => Grant::Waiting,
             1 => Grant::Granted,
             2 => Grant::Escalate,
+            3 => Grant::Idle,
             _ => {
                 debug_assert!(false, "a waiter's state is {value}, not a Grant");
-                Grant::Waiting
+                Grant::Idle
             }
         }
     }
 }
 
-/// A task queued for a name. Shared by the entry's queue and the waiting future.
+/// The node of a task waiting for a name (see the module docs). Made `Idle`; queued at most
+/// once.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    pub(crate) holder: Holder,
-    /// The holder's bit in the queue's set of holders ([`super::queue`]).
-    pub(super) bit: u64,
     state: AtomicU8,
-}
-
-#[cfg(not(loom))]
-thread_local! {
-    /// A spent waiter of this thread, kept for its next wait: a hand-off then allocates and
-    /// frees nothing (measured with callgrind: `malloc`, `free` and `Arc::drop_slow` of the
-    /// waiter were about 165 instructions per hand-off; the spare costs about 80).
-    static SPARE: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
+    /// The queue points to the node: it must not move once queued.
+    _pinned: PhantomPinned,
 }
 
 impl Waiter {
-    /// A waiter of `holder`, in state `Waiting`: this thread's spare if it has one.
-    pub(crate) fn new(holder: Holder) -> Arc<Self> {
-        #[cfg(not(loom))]
-        if let Some(mut spare) = SPARE.try_with(std::cell::Cell::take).ok().flatten() {
-            if let Some(waiter) = Arc::get_mut(&mut spare) {
-                waiter.holder = holder;
-                waiter.bit = queue::bit(&holder);
-                *waiter.state.get_mut() = Grant::Waiting as u8;
-                return spare;
-            }
+    /// A node not queued yet.
+    pub(crate) fn new() -> Self {
+        Waiter {
+            state: AtomicU8::new(Grant::Idle as u8),
+            _pinned: PhantomPinned,
         }
-        Arc::new(Waiter {
-            holder,
-            bit: queue::bit(&holder),
-            state: AtomicU8::new(Grant::Waiting as u8),
-        })
-    }
-
-    /// Keeps a spent waiter as this thread's spare, if nobody else refers to it. (A load, not
-    /// `Arc::get_mut`'s compare-and-swap: no `Weak` of a waiter is ever made, so one strong
-    /// count is ours alone; `new` takes it back with `get_mut`, which synchronizes.)
-    pub(crate) fn recycle(waiter: Arc<Self>) {
-        #[cfg(not(loom))]
-        if Arc::strong_count(&waiter) == 1 {
-            let _ = SPARE.try_with(|spare| spare.set(Some(waiter)));
-        }
-        #[cfg(loom)]
-        drop(waiter);
     }
 
     /// The waiter's state now.
@@ -92,13 +88,68 @@ impl Waiter {
         Grant::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Gives the waiter its turn. Called with the entry locked, once, after the waiter left the
-    /// queue with `waker`, which is collected in `wakeups`, to be woken once the lock is
-    /// released.
-    pub(crate) fn grant(&self, grant: Grant, waker: Option<Waker>, wakeups: &mut Wakeups) {
-        debug_assert_ne!(grant, Grant::Waiting);
-        debug_assert_eq!(self.grant_state(), Grant::Waiting, "granted twice");
+    /// Sets the state. Called with the entry's shard lock held (see the module docs); a grant
+    /// must be the granting side's last touch of the node.
+    pub(super) fn set(&self, grant: Grant) {
         self.state.store(grant as u8, Ordering::Release);
+    }
+}
+
+impl Drop for Waiter {
+    #[inline]
+    fn drop(&mut self) {
+        // A plain read: `&mut self` excludes every other access, but a queue's (if the node is
+        // still `Waiting`, which this checks; loom reports a concurrent access).
+        #[cfg(not(loom))]
+        let state = *self.state.get_mut();
+        #[cfg(loom)]
+        let state = self.state.with_mut(|state| *state);
+        if Grant::from_u8(state) == Grant::Waiting {
+            // Still in a queue, which would keep a dangling pointer (only a leaked `Queued`
+            // ticket can do this; see the module docs). Not a panic: unwinding could not make
+            // the pointer valid again.
+            std::process::abort();
+        }
+    }
+}
+
+/// A queue's pointer to a queued [`Waiter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Node(NonNull<Waiter>);
+
+// SAFETY: a `Node` is only dereferenced to reach the waiter's atomic state (which is `Sync`),
+// and only while the waiter is queued, which keeps it alive (module docs). Sending the pointer
+// to, or sharing it with, another thread (the one that releases the name) is what it is for.
+#[allow(unsafe_code)]
+unsafe impl Send for Node {}
+// SAFETY: as for `Send`: `&Node` gives nothing but the pointer's value.
+#[allow(unsafe_code)]
+unsafe impl Sync for Node {}
+
+impl Node {
+    pub(super) fn new(waiter: Pin<&Waiter>) -> Self {
+        Node(NonNull::from(waiter.get_ref()))
+    }
+
+    /// Ends the wait of a node taken out of its queue (a grant): writes its state, its last
+    /// access from this side. The caller holds the shard lock under which the node was queued
+    /// and has just taken it out of the queue.
+    pub(super) fn grant(self, grant: Grant, waker: Option<Waker>, wakeups: &mut Wakeups) {
+        debug_assert_ne!(grant, Grant::Waiting);
+        // SAFETY: the node was in the queue until the caller took it out under the shard lock,
+        // which it still holds: its state is still `Waiting` (only a write under this lock
+        // changes it), so it is alive (module docs). Only the node's atomic is borrowed,
+        // reached through the raw pointer without a reference to the whole node, for the one
+        // store that ends its wait, as `Arc`'s `drop` reaches its count: once the store is
+        // visible the waiting side may free the node, and no reference to it may be live then.
+        #[allow(unsafe_code)]
+        let state = unsafe { &*std::ptr::addr_of!((*self.0.as_ptr()).state) };
+        debug_assert_eq!(
+            Grant::from_u8(state.load(Ordering::Relaxed)),
+            Grant::Waiting,
+            "granted twice"
+        );
+        state.store(grant as u8, Ordering::Release);
         if let Some(waker) = waker {
             wakeups.push(waker);
         }
