@@ -140,8 +140,16 @@ impl LockManager {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn lock(&self, name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
-        self.acquire(name, Owner::current, timeout).await
+    // Not an `async fn`: its state machine around the acquisition future cost every
+    // acquisition a move of that future and a poll through one more layer (measured: about 1% of
+    // a contended hand-off). The future is the same to callers: `Send`, borrowing `self` and
+    // `name`.
+    pub fn lock<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<LockGuard, LockError>> + Send + 'a {
+        self.acquire(name, Owner::current, timeout)
     }
 
     /// Takes the lock if it is free (or already held by the calling owner) without waiting.
