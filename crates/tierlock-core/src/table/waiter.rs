@@ -106,7 +106,8 @@ impl Drop for Waiter {
         let state = self.state.with_mut(|state| *state);
         if Grant::from_u8(state) == Grant::Waiting {
             // Still in a queue, which would keep a dangling pointer (only a leaked `Queued`
-            // ticket can do this; see the module docs). Not a panic: unwinding could not make
+            // ticket can do this, or a broken invariant of the table, such as a withdrawal
+            // that found no entry; see the module docs). Not a panic: unwinding could not make
             // the pointer valid again.
             std::process::abort();
         }
