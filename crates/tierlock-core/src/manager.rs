@@ -141,9 +141,9 @@ impl LockManager {
     /// # }
     /// ```
     // Not an `async fn`: its state machine around the acquisition future cost every
-    // acquisition a move of that future and a poll through one more layer (measured: about 1% of
-    // a contended hand-off). The future is the same to callers: `Send`, borrowing `self` and
-    // `name`.
+    // acquisition a move of that future and a poll through one more layer (measured: 22 of
+    // ~3,460 instructions per hand-off, 1-3% of the hand-off rate on 2 workers). The future is
+    // the same to callers: `Send`, borrowing `self` and `name`.
     pub fn lock<'a>(
         &'a self,
         name: &'a str,
