@@ -396,12 +396,12 @@ impl Table {
         waker: Option<&Waker>,
     ) -> Enter<'a> {
         let holder = Holder { tag, owner };
-        enum Found {
+        enum Found<'w> {
             Acquired,
             Reentered,
             Escalate,
             Busy,
-            Queued,
+            Queued(Pin<&'w Waiter>),
         }
         let escalates = self.escalates();
         let take = |entry: &mut Entry| {
@@ -438,7 +438,7 @@ impl Table {
                     debug_assert_eq!(waiter.grant_state(), Grant::Idle, "a waiter queued twice");
                     waiter.set(Grant::Waiting);
                     entry.queue.push(Node::new(waiter), holder, waker.cloned());
-                    Found::Queued
+                    Found::Queued(waiter)
                 } else {
                     Found::Busy
                 };
@@ -450,10 +450,7 @@ impl Table {
             Found::Reentered => Enter::Reentered(key),
             Found::Escalate => Enter::Escalate(Escalation::new(self, key, holder)),
             Found::Busy => Enter::Busy(key),
-            Found::Queued => match waiter {
-                Some(waiter) => Enter::Queued(Queued::new(self, key, waiter, holder)),
-                None => Enter::Busy(key),
-            },
+            Found::Queued(waiter) => Enter::Queued(Queued::new(self, key, waiter, holder)),
         }
     }
 
